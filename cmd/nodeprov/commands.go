@@ -1,0 +1,293 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/nodeprov/nodeprov/schema"
+	"github.com/nodeprov/nodeprov/spec"
+	"github.com/nodeprov/nodeprov/stages"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+// newFlags returns a flag set whose --help shows the command's synopsis
+// and example.
+func newFlags(name, synopsis, example string, s ioSet) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(s.err)
+	fs.Usage = func() {
+		w := fs.Output()
+		fmt.Fprintf(w, "Usage: nodeprov %s\n\n", synopsis)
+		fmt.Fprintln(w, "Flags:")
+		fs.PrintDefaults()
+		fmt.Fprintf(w, "\nExample:\n%s\n", example)
+	}
+	return fs
+}
+
+// parseArgs parses flags that may come before or after the positional
+// arguments ("apply node.yaml --root /mnt").
+func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+}
+
+type outputFlag struct{ v string }
+
+func (o *outputFlag) String() string { return o.v }
+func (o *outputFlag) Set(s string) error {
+	if s != "text" && s != "json" {
+		return fmt.Errorf("expected text or json")
+	}
+	o.v = s
+	return nil
+}
+
+func addOutput(fs *flag.FlagSet) *outputFlag {
+	o := &outputFlag{v: "text"}
+	fs.Var(o, "output", "output format: text or json")
+	fs.Var(o, "o", "shorthand for --output")
+	return o
+}
+
+// helpRequested reports a --help parse result, which is not an error.
+func parseExit(err error) int {
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	return exitInvalid
+}
+
+func writeJSON(w io.Writer, v any) {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+// loadSpec loads a spec and prints its diagnostics; ok is false when the
+// command must stop with exit code 2.
+func loadSpec(name string, s ioSet, out string, command string) (*spec.Document, bool) {
+	doc, err := spec.LoadFile(name, s.in)
+	if err == nil {
+		return doc, true
+	}
+	rep := &stages.Report{ReportVersion: stages.ReportVersion, Command: command, Spec: name, Stages: []stages.StageReport{}}
+	var ds *spec.Diagnostics
+	if errors.As(err, &ds) {
+		rep.Diagnostics = ds.Items
+		rep.Error = &stages.ErrorReport{Message: fmt.Sprintf("%d problems in %s", len(ds.Items), name), Class: "invalid-spec"}
+		if len(ds.Items) == 1 {
+			rep.Error.Message = "1 problem in " + name
+		}
+	} else {
+		rep.Error = &stages.ErrorReport{Message: err.Error(), Class: "invalid-spec"}
+	}
+	if out == "json" {
+		writeJSON(s.out, rep)
+	} else if ds != nil {
+		fmt.Fprint(s.err, ds.Pretty())
+		fmt.Fprintf(s.err, "%s: %s\n", command, rep.Error.Message)
+	} else {
+		fmt.Fprintf(s.err, "%s: %v\n", command, err)
+	}
+	return nil, false
+}
+
+func runValidate(ctx context.Context, args []string, s ioSet) int {
+	fs := newFlags("validate", "validate [flags] spec.yaml|-",
+		"  nodeprov validate examples/k8s-worker.yaml\n  cat node.yaml | nodeprov validate -o json -", s)
+	out := addOutput(fs)
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return parseExit(err)
+	}
+	if len(pos) != 1 {
+		fs.Usage()
+		return exitInvalid
+	}
+	doc, ok := loadSpec(pos[0], s, out.v, "validate")
+	if !ok {
+		return exitInvalid
+	}
+	if out.v == "json" {
+		writeJSON(s.out, &stages.Report{ReportVersion: stages.ReportVersion, Command: "validate", Spec: doc.File,
+			SpecDigest: doc.Digest, OK: true, Stages: []stages.StageReport{}})
+	} else {
+		fmt.Fprintf(s.out, "%s: valid\n", doc.File)
+	}
+	return exitOK
+}
+
+func runMode(mode string) func(context.Context, []string, ioSet) int {
+	return func(ctx context.Context, args []string, s ioSet) int {
+		examples := map[string]string{
+			"plan":  "  nodeprov plan --root /mnt/image node.yaml\n  nodeprov plan --expanded node.yaml",
+			"apply": "  sudo nodeprov apply node.yaml\n  nodeprov apply --root /mnt/image -o json node.yaml > report.json",
+			"check": "  nodeprov check node.yaml || echo \"drift (exit 3) or failure (exit 1)\"",
+		}
+		fs := newFlags(mode, mode+" [flags] spec.yaml|-", examples[mode], s)
+		out := addOutput(fs)
+		root := fs.String("root", "/", "target root directory; anything but / is an offline image root")
+		only := fs.String("stages", "", "comma-separated stages to run (default all): "+strings.Join(stages.Order, ","))
+		lockTimeout := fs.Duration("lock-timeout", 5*time.Minute, "how long to wait for another run's lock (0: fail at once)")
+		live := fs.String("live", "auto", "touch live kernel state: auto (when --root is /), yes, no")
+		var expanded *bool
+		if mode == "plan" {
+			expanded = fs.Bool("expanded", false, "print the spec with defaults applied instead of planning")
+		}
+		pos, err := parseArgs(fs, args)
+		if err != nil {
+			return parseExit(err)
+		}
+		if len(pos) != 1 {
+			fs.Usage()
+			return exitInvalid
+		}
+		liveOpt, err := parseLive(*live)
+		if err != nil {
+			fmt.Fprintf(s.err, "%s: --live: %v\n", mode, err)
+			return exitInvalid
+		}
+		doc, ok := loadSpec(pos[0], s, out.v, mode)
+		if !ok {
+			return exitInvalid
+		}
+		if expanded != nil && *expanded {
+			return printExpanded(doc, s, out.v)
+		}
+		opts := stages.Options{
+			Mode: stages.Mode(mode), Doc: doc, RootDir: *root, Live: liveOpt,
+			Stages: splitList(*only), LockTimeout: *lockTimeout,
+			OnLockWait: func(holder string) {
+				fmt.Fprintf(s.err, "%s: waiting for another nodeprov run to finish (%s; --lock-timeout %s)\n", mode, orUnknown(holder), *lockTimeout)
+			},
+		}
+		if out.v == "text" {
+			fmt.Fprintf(s.out, "nodeprov %s %s (root %s)\n", mode, doc.File, *root)
+			opts.Observer = &stages.TextObserver{W: s.out, Diffs: mode != "apply"}
+		}
+		rep := stages.Execute(ctx, opts)
+		if out.v == "json" {
+			writeJSON(s.out, rep)
+		} else {
+			stages.WriteSummary(s.out, rep)
+		}
+		switch {
+		case rep.Error != nil && rep.Error.Class == "usage":
+			return exitInvalid
+		case rep.Error != nil:
+			return exitFailure
+		case rep.Drift:
+			return exitDrift
+		}
+		return exitOK
+	}
+}
+
+func parseLive(v string) (*bool, error) {
+	switch v {
+	case "auto":
+		return nil, nil
+	case "yes", "true":
+		t := true
+		return &t, nil
+	case "no", "false":
+		f := false
+		return &f, nil
+	}
+	return nil, fmt.Errorf("expected auto, yes or no, got %q", v)
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "holder unknown"
+	}
+	return s
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func printExpanded(doc *spec.Document, s ioSet, out string) int {
+	if out == "json" {
+		writeJSON(s.out, doc.Spec)
+		return exitOK
+	}
+	b, err := spec.Marshal(doc.Spec)
+	if err != nil {
+		fmt.Fprintf(s.err, "plan: %v\n", err)
+		return exitFailure
+	}
+	s.out.Write(b)
+	return exitOK
+}
+
+func runSchema(ctx context.Context, args []string, s ioSet) int {
+	fs := newFlags("schema", "schema", "  nodeprov schema > nodeprov.schema.json", s)
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return parseExit(err)
+	}
+	if len(pos) != 0 {
+		fs.Usage()
+		return exitInvalid
+	}
+	s.out.Write(schema.JSON())
+	return exitOK
+}
+
+func runVersion(ctx context.Context, args []string, s ioSet) int {
+	fs := newFlags("version", "version [-o json]", "  nodeprov version -o json", s)
+	out := addOutput(fs)
+	if _, err := parseArgs(fs, args); err != nil {
+		return parseExit(err)
+	}
+	info := map[string]string{"version": version}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		info["go"] = bi.GoVersion
+		for _, kv := range bi.Settings {
+			switch kv.Key {
+			case "vcs.revision", "vcs.time", "vcs.modified", "GOARCH", "GOOS", "CGO_ENABLED":
+				info[kv.Key] = kv.Value
+			}
+		}
+	}
+	if out.v == "json" {
+		writeJSON(s.out, info)
+		return exitOK
+	}
+	fmt.Fprintf(s.out, "nodeprov %s (%s", info["version"], info["go"])
+	for _, k := range []string{"GOOS", "GOARCH", "CGO_ENABLED", "vcs.revision", "vcs.time"} {
+		if v := info[k]; v != "" {
+			fmt.Fprintf(s.out, ", %s=%s", k, v)
+		}
+	}
+	fmt.Fprintln(s.out, ")")
+	return exitOK
+}

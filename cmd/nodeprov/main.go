@@ -1,0 +1,94 @@
+// Command nodeprov turns a Linux host, or an image root, into a container
+// runtime node from one declarative YAML spec.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// Exit codes; documented in README.md.
+const (
+	exitOK      = 0
+	exitFailure = 1
+	exitInvalid = 2
+	exitDrift   = 3
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// command is one subcommand.
+type command struct {
+	name    string
+	summary string
+	run     func(ctx context.Context, args []string, io ioSet) int
+}
+
+type ioSet struct {
+	in       io.Reader
+	out, err io.Writer
+}
+
+func commands() []command {
+	return []command{
+		{"validate", "check a spec and print every problem with file:line:col", runValidate},
+		{"plan", "show what apply would change, with diffs; change nothing", runMode("plan")},
+		{"apply", "converge the node to the spec", runMode("apply")},
+		{"check", "exit 3 when the node has drifted from the spec", runMode("check")},
+		{"schema", "print the JSON Schema of the spec", runSchema},
+		{"version", "print version and build information", runVersion},
+	}
+}
+
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	s := ioSet{in: stdin, out: stdout, err: stderr}
+	if len(args) == 0 {
+		usage(stderr)
+		return exitInvalid
+	}
+	switch args[0] {
+	case "-h", "--help", "help":
+		if len(args) > 1 {
+			return run(ctx, []string{args[1], "--help"}, stdin, stdout, stderr)
+		}
+		usage(stdout)
+		return exitOK
+	case "--version":
+		return runVersion(ctx, nil, s)
+	}
+	for _, c := range commands() {
+		if c.name == args[0] {
+			return c.run(ctx, args[1:], s)
+		}
+	}
+	fmt.Fprintf(stderr, "nodeprov: unknown command %q\n\n", args[0])
+	usage(stderr)
+	return exitInvalid
+}
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `nodeprov turns a Linux host or an image root into a container-runtime node
+from one declarative YAML spec. Every run is safe to repeat.
+
+Usage:
+  nodeprov <command> [flags] [spec.yaml | -]
+
+Commands:
+`)
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
+	}
+	fmt.Fprint(w, `
+Exit codes: 0 ok, 1 failure, 2 invalid spec or usage, 3 drift (check).
+Run "nodeprov <command> --help" for a command's flags and an example.
+`)
+}

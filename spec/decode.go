@@ -1,0 +1,517 @@
+package spec
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"reflect"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Limits that keep a hostile spec from exhausting memory or stack.
+const (
+	// MaxSpecSize is the largest spec file accepted.
+	MaxSpecSize = 16 << 20
+	maxDepth    = 64
+	// maxNodes bounds the nodes visited, which bounds alias expansion.
+	maxNodes = 200_000
+)
+
+// Document is a decoded, validated spec with defaults applied.
+type Document struct {
+	// File is the name used in diagnostics ("-" is shown as <stdin>).
+	File string
+	// Source is the file's bytes.
+	Source []byte
+	// Digest is "sha256:<hex>" of Source.
+	Digest string
+	// Spec is the decoded spec.
+	Spec   *Node
+	pos    map[string]Pos
+	keyPos map[string]Pos
+}
+
+// Pos returns the source position of the value at a key path such as
+// `files[2].mode`, or the zero Pos when the path was not in the file.
+func (d *Document) Pos(path string) Pos { return d.pos[path] }
+
+// Diagnostic builds a diagnostic for a key path of this document, for
+// callers outside spec that find a problem with a value later.
+func (d *Document) Diagnostic(path, format string, args ...any) Diagnostic {
+	p := d.pos[path]
+	return Diagnostic{File: d.File, Line: p.Line, Column: p.Column, Path: path, Message: fmt.Sprintf(format, args...)}
+}
+
+// Load decodes, validates and defaults a spec. On failure the error is a
+// *Diagnostics holding every problem in the file.
+func Load(file string, src []byte) (*Document, error) {
+	doc, sink, parsed := decode(file, src)
+	if parsed {
+		// Validate what did decode too, so one run reports every problem.
+		validate(doc, sink)
+	}
+	if err := sink.result(src); err != nil {
+		return nil, err
+	}
+	applyDefaults(doc.Spec)
+	return doc, nil
+}
+
+// Decode parses a spec strictly (unknown keys, wrong types and duplicate keys
+// are errors) without validating values or applying defaults.
+func Decode(file string, src []byte) (*Document, error) {
+	doc, sink, _ := decode(file, src)
+	if err := sink.result(src); err != nil {
+		return nil, err
+	}
+	return doc, nil
+}
+
+func decode(file string, src []byte) (*Document, *diagSink, bool) {
+	if file == "-" || file == "" {
+		file = "<stdin>"
+	}
+	sum := sha256.Sum256(src)
+	doc := &Document{
+		File: file, Source: src, Spec: &Node{},
+		Digest: "sha256:" + hex.EncodeToString(sum[:]),
+		pos:    map[string]Pos{},
+		keyPos: map[string]Pos{},
+	}
+	sink := &diagSink{file: file}
+	root, ok := parseYAML(src, sink)
+	if ok {
+		d := &decoder{sink: sink, pos: doc.pos, keyPos: doc.keyPos, budget: maxNodes, fields: map[reflect.Type][]field{}}
+		d.decode(root, reflect.ValueOf(doc.Spec).Elem(), "", 0)
+	}
+	return doc, sink, ok
+}
+
+var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+
+// parseYAML parses exactly one YAML document into a node tree.
+func parseYAML(src []byte, sink *diagSink) (*yaml.Node, bool) {
+	if len(src) > MaxSpecSize {
+		sink.add(Pos{1, 1}, "", "spec is %d bytes; the limit is %d", len(src), MaxSpecSize)
+		return nil, false
+	}
+	if !utf8.Valid(src) {
+		sink.add(offsetPos(src, firstInvalidUTF8(src)), "", "spec is not valid UTF-8")
+		return nil, false
+	}
+	if i := bytes.IndexByte(src, 0); i >= 0 {
+		sink.add(offsetPos(src, i), "", "spec contains a NUL byte")
+		return nil, false
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(src))
+	var root yaml.Node
+	if err := dec.Decode(&root); err != nil {
+		if errors.Is(err, io.EOF) {
+			sink.add(Pos{1, 1}, "", "spec is empty: expected a mapping starting with apiVersion: %s", APIVersion)
+		} else {
+			sink.add(yamlErrorPos(err), "", "%s", yamlErrorText(err))
+		}
+		return nil, false
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); err == nil {
+		sink.add(Pos{extra.Line, extra.Column}, "", "spec holds more than one YAML document; put one node spec per file")
+		return nil, false
+	} else if !errors.Is(err, io.EOF) {
+		sink.add(yamlErrorPos(err), "", "%s", yamlErrorText(err))
+		return nil, false
+	}
+	n := &root
+	if n.Kind == yaml.DocumentNode {
+		if len(n.Content) == 0 {
+			sink.add(Pos{1, 1}, "", "spec is empty: expected a mapping starting with apiVersion: %s", APIVersion)
+			return nil, false
+		}
+		n = n.Content[0]
+	}
+	return n, true
+}
+
+func yamlErrorPos(err error) Pos {
+	if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
+		line, _ := strconv.Atoi(m[1])
+		return Pos{line, 1}
+	}
+	return Pos{1, 1}
+}
+
+func yamlErrorText(err error) string {
+	if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
+		return "YAML syntax: " + m[2]
+	}
+	return "YAML syntax: " + strings.TrimPrefix(err.Error(), "yaml: ")
+}
+
+func firstInvalidUTF8(b []byte) int {
+	for i := 0; i < len(b); {
+		r, n := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && n <= 1 {
+			return i
+		}
+		i += n
+	}
+	return len(b)
+}
+
+func offsetPos(src []byte, off int) Pos {
+	line := 1 + bytes.Count(src[:off], []byte("\n"))
+	start := bytes.LastIndexByte(src[:off], '\n') + 1
+	return Pos{line, utf8.RuneCount(src[start:off]) + 1}
+}
+
+type field struct {
+	name     string
+	index    []int
+	required bool
+}
+
+type decoder struct {
+	sink   *diagSink
+	pos    map[string]Pos
+	keyPos map[string]Pos
+	budget int
+	fields map[reflect.Type][]field
+}
+
+var scalarType = reflect.TypeOf((*scalar)(nil)).Elem()
+
+func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string, depth int) {
+	for n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	if d.budget--; d.budget < 0 {
+		if d.budget == -1 {
+			d.sink.addDecode(Pos{n.Line, n.Column}, path, "spec expands to more than %d YAML nodes (alias expansion?)", maxNodes)
+		}
+		return
+	}
+	if depth > maxDepth {
+		d.sink.addDecode(Pos{n.Line, n.Column}, path, "nesting deeper than %d levels", maxDepth)
+		return
+	}
+	if _, ok := d.pos[path]; !ok {
+		d.pos[path] = Pos{n.Line, n.Column}
+	}
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+		return // absent and null mean the same
+	}
+	if v.Kind() != reflect.Pointer && v.CanAddr() && v.Addr().Type().Implements(scalarType) {
+		if n.Kind != yaml.ScalarNode {
+			d.typeError(n, path, "a scalar")
+			return
+		}
+		if msg := v.Addr().Interface().(scalar).decodeScalar(n); msg != "" {
+			d.sink.addDecode(Pos{n.Line, n.Column}, path, "%s", msg)
+		}
+		return
+	}
+	switch v.Kind() {
+	case reflect.Pointer:
+		if v.IsNil() {
+			v.Set(reflect.New(v.Type().Elem()))
+		}
+		d.decode(n, v.Elem(), path, depth)
+	case reflect.Struct:
+		d.decodeStruct(n, v, path, depth)
+	case reflect.Slice:
+		if n.Kind != yaml.SequenceNode {
+			d.typeError(n, path, "a list")
+			return
+		}
+		s := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
+		for i, item := range n.Content {
+			d.decode(item, s.Index(i), indexPath(path, i), depth+1)
+		}
+		v.Set(s)
+	case reflect.Map:
+		d.decodeMap(n, v, path, depth)
+	case reflect.String:
+		if n.Kind != yaml.ScalarNode || n.Tag != "!!str" {
+			if n.Kind == yaml.ScalarNode {
+				d.sink.addDecode(Pos{n.Line, n.Column}, path, "expected a string, got %s %s; quote it if it is meant as text", tagName(n.Tag), n.Value)
+				return
+			}
+			d.typeError(n, path, "a string")
+			return
+		}
+		v.SetString(n.Value)
+	case reflect.Bool:
+		if n.Kind != yaml.ScalarNode || n.Tag != "!!bool" {
+			d.sink.addDecode(Pos{n.Line, n.Column}, path, "expected true or false, got %s", describe(n))
+			return
+		}
+		v.SetBool(strings.EqualFold(n.Value, "true"))
+	case reflect.Int, reflect.Int64:
+		var i int64
+		if n.Kind != yaml.ScalarNode || n.Tag != "!!int" || n.Decode(&i) != nil {
+			d.sink.addDecode(Pos{n.Line, n.Column}, path, "expected an integer, got %s", describe(n))
+			return
+		}
+		v.SetInt(i)
+	case reflect.Interface:
+		d.decodeAny(n, v, path, depth)
+	default:
+		d.sink.addDecode(Pos{n.Line, n.Column}, path, "internal: cannot decode into %s", v.Type())
+	}
+}
+
+// decodeAny decodes free-form data (runtime options), after checking that
+// the subtree is of reasonable size and has no merge keys.
+func (d *decoder) decodeAny(n *yaml.Node, v reflect.Value, path string, depth int) {
+	if !d.walkFree(n, path, depth) {
+		return
+	}
+	var x any
+	if err := n.Decode(&x); err != nil {
+		d.sink.addDecode(Pos{n.Line, n.Column}, path, "%s", strings.TrimPrefix(err.Error(), "yaml: "))
+		return
+	}
+	v.Set(reflect.ValueOf(&x).Elem())
+}
+
+func (d *decoder) walkFree(n *yaml.Node, path string, depth int) bool {
+	for n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	if d.budget--; d.budget < 0 {
+		if d.budget == -1 {
+			d.sink.addDecode(Pos{n.Line, n.Column}, path, "spec expands to more than %d YAML nodes (alias expansion?)", maxNodes)
+		}
+		return false
+	}
+	if depth > maxDepth {
+		d.sink.addDecode(Pos{n.Line, n.Column}, path, "nesting deeper than %d levels", maxDepth)
+		return false
+	}
+	for i, c := range n.Content {
+		if n.Kind == yaml.MappingNode && i%2 == 0 && c.Tag == "!!merge" {
+			d.sink.addDecode(Pos{c.Line, c.Column}, path, "merge keys (<<) are not supported; write the keys out")
+			return false
+		}
+		if !d.walkFree(c, path, depth+1) {
+			return false
+		}
+	}
+	return true
+}
+
+func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string, depth int) {
+	if n.Kind != yaml.MappingNode {
+		d.typeError(n, path, "a mapping")
+		return
+	}
+	fields := d.fieldsOf(v.Type())
+	seen := map[string]*yaml.Node{}
+	values := map[string]*yaml.Node{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, val := n.Content[i], n.Content[i+1]
+		key, ok := d.mapKey(k, path, seen)
+		if !ok {
+			continue
+		}
+		values[key] = val
+		f := lookupField(fields, key)
+		if f == nil {
+			msg := fmt.Sprintf("unknown key %q", key)
+			if s := suggest(key, fieldNames(fields)); s != "" {
+				msg += fmt.Sprintf("; did you mean %q?", s)
+			}
+			d.sink.addDecode(Pos{k.Line, k.Column}, path, "%s", msg)
+			continue
+		}
+		d.decode(val, v.FieldByIndex(f.index), keyPath(path, key), depth+1)
+	}
+	for _, f := range fields {
+		if !f.required {
+			continue
+		}
+		val, ok := values[f.name]
+		for ok && val.Kind == yaml.AliasNode {
+			val = val.Alias
+		}
+		if !ok || (val.Kind == yaml.ScalarNode && val.Tag == "!!null") {
+			d.sink.addDecode(Pos{n.Line, n.Column}, path, "missing required key %q", f.name)
+		}
+	}
+}
+
+func (d *decoder) decodeMap(n *yaml.Node, v reflect.Value, path string, depth int) {
+	if n.Kind != yaml.MappingNode {
+		d.typeError(n, path, "a mapping")
+		return
+	}
+	if v.IsNil() {
+		v.Set(reflect.MakeMap(v.Type()))
+	}
+	seen := map[string]*yaml.Node{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, val := n.Content[i], n.Content[i+1]
+		key, ok := d.mapKey(k, path, seen)
+		if !ok {
+			continue
+		}
+		d.keyPos[keyPath(path, key)] = Pos{k.Line, k.Column}
+		elem := reflect.New(v.Type().Elem()).Elem()
+		d.decode(val, elem, keyPath(path, key), depth+1)
+		v.SetMapIndex(reflect.ValueOf(key).Convert(v.Type().Key()), elem)
+	}
+}
+
+// mapKey checks one mapping key: a plain scalar, not a merge key, not a
+// duplicate. It records the key in seen.
+func (d *decoder) mapKey(k *yaml.Node, path string, seen map[string]*yaml.Node) (string, bool) {
+	for k.Kind == yaml.AliasNode {
+		k = k.Alias
+	}
+	if k.Kind != yaml.ScalarNode {
+		d.sink.addDecode(Pos{k.Line, k.Column}, path, "mapping keys must be plain strings")
+		return "", false
+	}
+	if k.Tag == "!!merge" {
+		d.sink.addDecode(Pos{k.Line, k.Column}, path, "merge keys (<<) are not supported; write the keys out")
+		return "", false
+	}
+	if prev, dup := seen[k.Value]; dup {
+		d.sink.addDecode(Pos{k.Line, k.Column}, path, "duplicate key %q (first defined at line %d)", k.Value, prev.Line)
+		return "", false
+	}
+	seen[k.Value] = k
+	return k.Value, true
+}
+
+func (d *decoder) typeError(n *yaml.Node, path, want string) {
+	d.sink.addDecode(Pos{n.Line, n.Column}, path, "expected %s, got %s", want, describe(n))
+}
+
+func describe(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.ScalarNode:
+		v := n.Value
+		if len(v) > 40 {
+			v = v[:40] + "…"
+		}
+		return fmt.Sprintf("%s %q", tagName(n.Tag), v)
+	}
+	return "an alias"
+}
+
+func (d *decoder) fieldsOf(t reflect.Type) []field {
+	if fs, ok := d.fields[t]; ok {
+		return fs
+	}
+	fs := structFields(t)
+	d.fields[t] = fs
+	return fs
+}
+
+// structFields lists the YAML keys of a struct, flattening ",inline" fields.
+func structFields(t reflect.Type) []field {
+	var out []field
+	for i := 0; i < t.NumField(); i++ {
+		sf := t.Field(i)
+		tag := sf.Tag.Get("yaml")
+		name, opts, _ := strings.Cut(tag, ",")
+		if opts == "inline" {
+			for _, f := range structFields(sf.Type) {
+				f.index = append([]int{i}, f.index...)
+				out = append(out, f)
+			}
+			continue
+		}
+		if name == "" || name == "-" || !sf.IsExported() {
+			continue
+		}
+		out = append(out, field{name: name, index: []int{i}, required: sf.Tag.Get("required") == "true"})
+	}
+	return out
+}
+
+func lookupField(fs []field, name string) *field {
+	for i := range fs {
+		if fs[i].name == name {
+			return &fs[i]
+		}
+	}
+	return nil
+}
+
+func fieldNames(fs []field) []string {
+	names := make([]string, len(fs))
+	for i, f := range fs {
+		names[i] = f.name
+	}
+	sort.Strings(names)
+	return names
+}
+
+// suggest returns the known name closest to key when it is close enough to
+// be a likely typo.
+func suggest(key string, names []string) string {
+	best, bestDist := "", len(key)/2+2
+	for _, n := range names {
+		if strings.EqualFold(n, key) {
+			return n
+		}
+		if dist := levenshtein(strings.ToLower(key), strings.ToLower(n)); dist < bestDist {
+			best, bestDist = n, dist
+		}
+	}
+	return best
+}
+
+func levenshtein(a, b string) int {
+	ra, rb := []rune(a), []rune(b)
+	prev := make([]int, len(rb)+1)
+	cur := make([]int, len(rb)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(ra); i++ {
+		cur[0] = i
+		for j := 1; j <= len(rb); j++ {
+			cost := 1
+			if ra[i-1] == rb[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(rb)]
+}
+
+var plainKey = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+
+// keyPath appends a mapping key to a path: `a.b`, or `a["x.y"]` for keys
+// that are not plain identifiers.
+func keyPath(parent, key string) string {
+	if !plainKey.MatchString(key) {
+		return parent + "[" + strconv.Quote(key) + "]"
+	}
+	if parent == "" {
+		return key
+	}
+	return parent + "." + key
+}
+
+func indexPath(parent string, i int) string {
+	return parent + "[" + strconv.Itoa(i) + "]"
+}

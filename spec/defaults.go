@@ -1,0 +1,73 @@
+package spec
+
+import (
+	"reflect"
+	"strings"
+)
+
+// applyDefaults fills absent values. It runs after validation, so defaults
+// never hide a user's mistake, and the result is what plan shows.
+func applyDefaults(n *Node) {
+	if n.Containerd == nil && n.Components.Containerd != nil {
+		n.Containerd = &Containerd{}
+	}
+	if c := n.Containerd; c != nil && c.CNI.Network == "" && n.Components.CNI != nil {
+		c.CNI.Network = "bridge"
+	}
+	for i := range n.Files {
+		f := &n.Files[i]
+		if f.Mode == "" {
+			switch f.Type {
+			case "", "file":
+				f.Mode = "0644"
+			case "directory":
+				f.Mode = "0755"
+			}
+		}
+	}
+	for i := range n.Downloads {
+		if d := &n.Downloads[i]; d.Path != "" && d.Mode == "" {
+			d.Mode = "0644"
+		}
+	}
+	tagDefaults(reflect.ValueOf(n).Elem())
+}
+
+// tagDefaults sets every zero string or *bool field that has a default tag.
+func tagDefaults(v reflect.Value) {
+	switch v.Kind() {
+	case reflect.Pointer:
+		if !v.IsNil() {
+			tagDefaults(v.Elem())
+		}
+	case reflect.Struct:
+		t := v.Type()
+		for i := 0; i < t.NumField(); i++ {
+			f := v.Field(i)
+			def, ok := t.Field(i).Tag.Lookup("default")
+			switch {
+			case ok && f.Kind() == reflect.String && f.String() == "":
+				f.SetString(def)
+			case ok && f.Kind() == reflect.Pointer && f.IsNil() && f.Type().Elem().Kind() == reflect.Bool:
+				b := strings.EqualFold(def, "true")
+				f.Set(reflect.ValueOf(&b))
+			default:
+				tagDefaults(f)
+			}
+		}
+	case reflect.Slice:
+		for i := 0; i < v.Len(); i++ {
+			tagDefaults(v.Index(i))
+		}
+	case reflect.Map:
+		if v.Type().Elem().Kind() != reflect.Struct {
+			return
+		}
+		for _, k := range v.MapKeys() {
+			e := reflect.New(v.Type().Elem()).Elem()
+			e.Set(v.MapIndex(k))
+			tagDefaults(e)
+			v.SetMapIndex(k, e)
+		}
+	}
+}

@@ -1,0 +1,148 @@
+package spec
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// Pos is a 1-based position in a spec file.
+type Pos struct {
+	Line   int `json:"line"`
+	Column int `json:"column"`
+}
+
+// Diagnostic is one problem found in a spec.
+type Diagnostic struct {
+	File    string `json:"file"`
+	Line    int    `json:"line"`
+	Column  int    `json:"column"`
+	Path    string `json:"path,omitempty"`
+	Message string `json:"message"`
+}
+
+// String formats a diagnostic as file:line:col: path: message.
+func (d Diagnostic) String() string {
+	var b strings.Builder
+	b.WriteString(d.File)
+	if d.Line > 0 {
+		fmt.Fprintf(&b, ":%d:%d", d.Line, d.Column)
+	}
+	b.WriteString(": ")
+	if d.Path != "" {
+		b.WriteString(d.Path)
+		b.WriteString(": ")
+	}
+	b.WriteString(d.Message)
+	return b.String()
+}
+
+// Diagnostics is every problem found in one spec file; it is the error type
+// returned by Load.
+type Diagnostics struct {
+	Items  []Diagnostic
+	source []byte
+}
+
+func (ds *Diagnostics) Error() string {
+	lines := make([]string, len(ds.Items))
+	for i, d := range ds.Items {
+		lines[i] = d.String()
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Pretty formats each diagnostic followed by the offending source line and a
+// caret under the column, the way compilers do.
+func (ds *Diagnostics) Pretty() string {
+	src := strings.Split(string(ds.source), "\n")
+	var b strings.Builder
+	for i, d := range ds.Items {
+		if i > 0 {
+			b.WriteByte('\n')
+		}
+		b.WriteString(d.String())
+		b.WriteByte('\n')
+		if d.Line < 1 || d.Line > len(src) {
+			continue
+		}
+		line := strings.TrimRight(src[d.Line-1], "\r")
+		gutter := fmt.Sprintf("%5d | ", d.Line)
+		fmt.Fprintf(&b, "%s%s\n", gutter, line)
+		fmt.Fprintf(&b, "%s| %s^\n", strings.Repeat(" ", len(gutter)-2), caretPad(line, d.Column))
+	}
+	return b.String()
+}
+
+// caretPad returns the whitespace that puts a caret under column col of line,
+// keeping tabs so the caret lines up in a terminal.
+func caretPad(line string, col int) string {
+	var b strings.Builder
+	for i, r := range []rune(line) {
+		if i >= col-1 {
+			break
+		}
+		if r == '\t' {
+			b.WriteByte('\t')
+		} else {
+			b.WriteByte(' ')
+		}
+	}
+	return b.String()
+}
+
+// diagSink collects diagnostics while decoding and validating one file.
+type diagSink struct {
+	file  string
+	items []Diagnostic
+	// failed holds key paths whose value did not decode; validation stays
+	// quiet about them (and what is below them) to avoid knock-on errors.
+	failed map[string]bool
+}
+
+// addDecode records a decoding problem and marks path as failed.
+func (s *diagSink) addDecode(p Pos, path, format string, args ...any) {
+	if s.failed == nil {
+		s.failed = map[string]bool{}
+	}
+	s.failed[path] = true
+	s.add(p, path, format, args...)
+}
+
+func (s *diagSink) add(p Pos, path, format string, args ...any) {
+	s.items = append(s.items, Diagnostic{
+		File: s.file, Line: p.Line, Column: p.Column, Path: path,
+		Message: fmt.Sprintf(format, args...),
+	})
+}
+
+// addValidation records a validation problem unless decoding already
+// reported one at path or at an enclosing key.
+func (s *diagSink) addValidation(p Pos, path, format string, args ...any) {
+	for q := path; ; {
+		if s.failed[q] && q != "" {
+			return
+		}
+		i := strings.LastIndexAny(q, ".[")
+		if i <= 0 {
+			break
+		}
+		q = q[:i]
+	}
+	s.add(p, path, format, args...)
+}
+
+// result returns the collected diagnostics sorted by position, or nil.
+func (s *diagSink) result(src []byte) error {
+	if len(s.items) == 0 {
+		return nil
+	}
+	items := append([]Diagnostic(nil), s.items...)
+	sort.SliceStable(items, func(i, j int) bool {
+		if items[i].Line != items[j].Line {
+			return items[i].Line < items[j].Line
+		}
+		return items[i].Column < items[j].Column
+	})
+	return &Diagnostics{Items: items, source: src}
+}

@@ -1,0 +1,276 @@
+package spec
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const header = "apiVersion: nodeprov/v1alpha1\nkind: Node\n"
+
+// diags loads src and returns its diagnostics as "line:col: path: message".
+func diags(t *testing.T, src string) []string {
+	t.Helper()
+	_, err := Load("t.yaml", []byte(src))
+	if err == nil {
+		return nil
+	}
+	var ds *Diagnostics
+	if !errors.As(err, &ds) {
+		t.Fatalf("error is %T, not *Diagnostics: %v", err, err)
+	}
+	var out []string
+	for _, d := range ds.Items {
+		out = append(out, fmt.Sprintf("%d:%d: %s: %s", d.Line, d.Column, d.Path, d.Message))
+	}
+	return out
+}
+
+func TestDiagnostics(t *testing.T) {
+	tests := []struct {
+		name string
+		src  string
+		want []string // substrings, one per diagnostic, in order
+	}{
+		{"unknown key with suggestion", header + "kernel:\n  sysctls: {}\n",
+			[]string{`4:3: kernel: unknown key "sysctls"; did you mean "sysctl"?`}},
+		{"wrong type", header + "kernel:\n  modules: overlay\n",
+			[]string{`4:12: kernel.modules: expected a list, got a string "overlay"`}},
+		{"duplicate key", header + "kernel:\n  modules: []\n  modules: [x]\n",
+			[]string{`5:3: kernel: duplicate key "modules" (first defined at line 4)`}},
+		{"unquoted octal mode", header + "files:\n- path: /a\n  mode: 0644\n",
+			[]string{`5:9: files[0].mode: file mode must be a quoted octal string`}},
+		{"bad octal mode", header + "files:\n- path: /a\n  mode: \"0888\"\n",
+			[]string{`5:9: files[0].mode: invalid file mode "0888"`}},
+		{"bad sysctl key points at the key", header + "kernel:\n  sysctl:\n    Net.IPv4: 1\n",
+			[]string{`5:5: kernel.sysctl["Net.IPv4"]: invalid sysctl key`}},
+		{"empty sysctl value", header + "kernel:\n  sysctl:\n    net.ipv4.ip_forward: \"\"\n",
+			[]string{`5:26: kernel.sysctl["net.ipv4.ip_forward"]: sysctl net.ipv4.ip_forward has an empty value`}},
+		{"bool sysctl value", header + "kernel:\n  sysctl:\n    net.ipv4.ip_forward: true\n",
+			[]string{`expected a string or an integer, got a boolean "true"; quote it`}},
+		{"bad module", header + "kernel:\n  modules: [\"a b\"]\n",
+			[]string{`4:13: kernel.modules[0]: invalid module name "a b"`}},
+		{"bad url", header + "downloads:\n- url: ftp://h/x\n  sha256: " + strings.Repeat("a", 64) + "\n  path: /x\n",
+			[]string{`4:8: downloads[0].url: URL "ftp://h/x": unsupported scheme "ftp"`}},
+		{"bad digest", header + "downloads:\n- url: https://h/x\n  sha256: abc\n  path: /x\n",
+			[]string{`5:11: downloads[0].sha256: invalid digest: expected 64 lower-case hex characters, got 3`}},
+		{"missing required", "kind: Node\n",
+			[]string{`1:1: : missing required key "apiVersion"`}},
+		{"wrong apiVersion", "apiVersion: v1\nkind: Node\n",
+			[]string{`1:13: apiVersion: unsupported apiVersion "v1"`}},
+		{"enum", header + "containerd:\n  cgroupDriver: system\n",
+			[]string{`4:17: containerd.cgroupDriver: invalid value "system": expected one of auto, systemd, cgroupfs`}},
+		{"yes is not a boolean", header + "units:\n- name: a.service\n  enabled: yes\n",
+			[]string{`5:12: units[0].enabled: expected true or false, got a string "yes"`}},
+		{"float version", header + "components:\n  runc: {version: 1.3}\n",
+			[]string{`version 1.3 is a YAML number; quote it`}},
+		{"leading v", header + "components:\n  runc: {version: v1.3.0}\n",
+			[]string{`without the leading v: "1.3.0"`}},
+		{"undefined keyring", header + "downloads:\n- url: https://h/x\n  path: /x\n  signature: {url: https://h/x.asc, keyring: runc}\n",
+			[]string{`downloads[0].signature.keyring: keyring "runc" is not defined in keyrings`}},
+		{"relative path", header + "files:\n- path: etc/x\n",
+			[]string{`4:9: files[0].path: path "etc/x" must be absolute`}},
+		{"unclean path", header + "files:\n- path: /etc/../x\n",
+			[]string{`path "/etc/../x" is not clean`}},
+		{"bad patch", header + "containerd:\n  patch: \"[x\"\n",
+			[]string{`containerd.patch: patch is not valid TOML`}},
+		{"merge key", header + "x: &a {name: n}\nmetadata:\n  <<: *a\n",
+			[]string{`3:1: : unknown key "x"`, `5:3: metadata: merge keys (<<) are not supported`}},
+		{"syntax error", header + "kernel:\n  modules: [a\n",
+			[]string{`YAML syntax:`}},
+		{"two documents", header + "---\n" + header,
+			[]string{`more than one YAML document`}},
+		{"empty", "", []string{`1:1: : spec is empty`}},
+		{"not utf-8", header + "metadata: {name: \"\xff\"}\n", []string{`3:19: : spec is not valid UTF-8`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := diags(t, tt.src)
+			if len(got) != len(tt.want) {
+				t.Fatalf("got %d diagnostics, want %d:\n%s", len(got), len(tt.want), strings.Join(got, "\n"))
+			}
+			for i, w := range tt.want {
+				if !strings.Contains(got[i], w) {
+					t.Errorf("diagnostic %d = %q, want it to contain %q", i, got[i], w)
+				}
+			}
+		})
+	}
+}
+
+// TestBrokenExample is the five-mistake spec of the demo: all five are
+// reported at once, in file order, each at its own line and column.
+func TestBrokenExample(t *testing.T) {
+	src, err := os.ReadFile("../examples/testdata/broken.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := diags(t, string(src))
+	want := []string{
+		`5:22: kernel.modules[1]: invalid module name "br netfilter"`,
+		`8:5: kernel.sysctl: duplicate key "net.ipv4.ip_forward"`,
+		`11:11: files[0].mode: file mode must be a quoted octal string`,
+		`12:5: files[0]: unknown key "contnets"; did you mean "contents"?`,
+		`15:13: downloads[0].sha256: invalid digest`,
+	}
+	if len(got) != len(want) {
+		t.Fatalf("got %d diagnostics, want 5:\n%s", len(got), strings.Join(got, "\n"))
+	}
+	for i := range want {
+		if !strings.HasPrefix(got[i], want[i]) {
+			t.Errorf("diagnostic %d = %q, want prefix %q", i, got[i], want[i])
+		}
+	}
+}
+
+func TestPrettyShowsSourceAndCaret(t *testing.T) {
+	_, err := Load("node.yaml", []byte(header+"kernel:\n  modules: [ok, \"a b\"]\n"))
+	var ds *Diagnostics
+	if !errors.As(err, &ds) {
+		t.Fatalf("want diagnostics, got %v", err)
+	}
+	want := "node.yaml:4:17: kernel.modules[1]: invalid module name \"a b\": expected letters, digits, '_' or '-'\n" +
+		"    4 |   modules: [ok, \"a b\"]\n" +
+		"      |                 ^\n"
+	if got := ds.Pretty(); got != want {
+		t.Errorf("Pretty() =\n%s\nwant\n%s", got, want)
+	}
+}
+
+func TestExamplesValidate(t *testing.T) {
+	files, err := filepath.Glob("../examples/*.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no examples found: %v", err)
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			src, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.HasPrefix(string(src), "# yaml-language-server: $schema=../schema/nodeprov.schema.json\n") {
+				t.Errorf("%s does not start with the yaml-language-server modeline", f)
+			}
+			if _, err := Load(f, src); err != nil {
+				t.Errorf("%s: %v", f, err)
+			}
+		})
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	doc, err := Load("t.yaml", []byte(header+`
+components:
+  containerd: {version: 2.1.4}
+  cni: {version: 1.7.1}
+  gvisor: {version: 20250512}
+files:
+- path: /etc/a
+- path: /var/d
+  type: directory
+units:
+- name: a.service
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := doc.Spec
+	checks := []struct{ name, got, want string }{
+		{"file mode", string(n.Files[0].Mode), "0644"},
+		{"dir mode", string(n.Files[1].Mode), "0755"},
+		{"owner", n.Files[0].Owner, "root:root"},
+		{"containerd created from component", fmt.Sprint(n.Containerd != nil), "true"},
+		{"cgroupDriver", n.Containerd.CgroupDriver, "auto"},
+		{"sandboxImage", n.Containerd.SandboxImage, "registry.k8s.io/pause:3.10"},
+		{"cni network follows the component", n.Containerd.CNI.Network, "bridge"},
+		{"cni installDir", n.Components.CNI.InstallDir, "/opt/cni/bin"},
+		{"gvisor version from an integer", string(n.Components.GVisor.Version), "20250512"},
+		{"gvisor shim", fmt.Sprint(*n.Components.GVisor.Shim), "true"},
+		{"unit state", n.Units[0].State, "unchanged"},
+		{"machineID policy", n.MachineID.Policy, "fail"},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("%s = %q, want %q", c.name, c.got, c.want)
+		}
+	}
+	if n.Units[0].Enabled != nil {
+		t.Errorf("units[0].enabled defaulted to %v; absent must mean leave as is", *n.Units[0].Enabled)
+	}
+}
+
+func TestMarshalRoundTrip(t *testing.T) {
+	src, err := os.ReadFile("../examples/demo.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := Load("demo.yaml", src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := Marshal(doc.Spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc2, err := Load("expanded.yaml", out)
+	if err != nil {
+		t.Fatalf("expanded spec does not load: %v\n%s", err, out)
+	}
+	again, _ := Marshal(doc2.Spec)
+	if string(again) != string(out) {
+		t.Errorf("expanded form is not stable:\n%s\nvs\n%s", out, again)
+	}
+	if !strings.Contains(string(out), `mode: "0644"`) {
+		t.Errorf("defaults missing from the expanded form:\n%s", out)
+	}
+}
+
+func TestAliasBomb(t *testing.T) {
+	var b strings.Builder
+	b.WriteString(header + "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n")
+	for i := 1; i < 9; i++ {
+		fmt.Fprintf(&b, "a%d: &a%d [*a%d, *a%d, *a%d, *a%d, *a%d, *a%d, *a%d, *a%d, *a%d, *a%d]\n", i, i, i-1, i-1, i-1, i-1, i-1, i-1, i-1, i-1, i-1, i-1)
+	}
+	b.WriteString("containerd:\n  runtimes:\n    x:\n      type: io.containerd.x.v1\n      options: {bomb: *a8}\n")
+	got := diags(t, b.String())
+	if len(got) == 0 {
+		t.Fatal("alias bomb was accepted")
+	}
+	if !strings.Contains(strings.Join(got, "\n"), "more than 200000 YAML nodes") {
+		t.Errorf("want a node budget error, got:\n%s", strings.Join(got, "\n"))
+	}
+}
+
+func FuzzLoad(f *testing.F) {
+	seeds, _ := filepath.Glob("../examples/*.yaml")
+	seeds = append(seeds, "../examples/testdata/broken.yaml")
+	for _, s := range seeds {
+		if b, err := os.ReadFile(s); err == nil {
+			f.Add(b)
+		}
+	}
+	f.Add([]byte(header + "kernel: {sysctl: {a.b: [1]}}\n"))
+	f.Add([]byte("a: &a [*a]\n"))
+	f.Fuzz(func(t *testing.T, src []byte) {
+		_, err := Load("f.yaml", src)
+		if err == nil {
+			return
+		}
+		var ds *Diagnostics
+		if !errors.As(err, &ds) {
+			t.Fatalf("error is %T, not *Diagnostics: %v", err, err)
+		}
+		if len(ds.Items) == 0 {
+			t.Fatal("empty diagnostics")
+		}
+		for _, d := range ds.Items {
+			if d.Line < 1 || d.Column < 1 {
+				t.Fatalf("diagnostic without a position: %+v", d)
+			}
+		}
+		_ = ds.Pretty()
+	})
+}

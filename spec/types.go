@@ -1,0 +1,234 @@
+package spec
+
+// APIVersion is the only spec version this build understands.
+const APIVersion = "nodeprov/v1alpha1"
+
+// KindNode is the only document kind.
+const KindNode = "Node"
+
+// Struct tags used by the decoder and the schema generator:
+//
+//	yaml:"name"       key in the document
+//	desc:"..."        one-line description (schema and docs)
+//	enum:"a|b|c"      allowed values (checked by validation, published in the schema)
+//	default:"..."     value applied by Defaults when the key is absent
+//	required:"true"   the key must be present
+
+// Node is a whole node spec: one YAML document.
+type Node struct {
+	APIVersion string             `yaml:"apiVersion" required:"true" enum:"nodeprov/v1alpha1" desc:"Spec version."`
+	Kind       string             `yaml:"kind" required:"true" enum:"Node" desc:"Document kind."`
+	Metadata   Metadata           `yaml:"metadata" desc:"Identifies the spec in reports."`
+	Kernel     Kernel             `yaml:"kernel" desc:"Kernel modules to load and sysctl values to set, persisted and live."`
+	Components Components         `yaml:"components" desc:"Known upstream releases, expanded into verified downloads and install targets."`
+	Mirrors    []Mirror           `yaml:"mirrors" desc:"URL prefix rewrites applied to every component and download (air-gapped or internal mirrors)."`
+	Downloads  []Download         `yaml:"downloads" desc:"Additional artifacts, each verified by a digest before it is installed."`
+	Keyrings   map[string]Keyring `yaml:"keyrings" desc:"Named OpenPGP keyrings that signatures are checked against."`
+	Containerd *Containerd        `yaml:"containerd" desc:"containerd configuration rendered to /etc/containerd/config.toml."`
+	Files      []File             `yaml:"files" desc:"Plain files, directories and symbolic links."`
+	Units      []Unit             `yaml:"units" desc:"systemd units and drop-ins."`
+	MachineID  MachineID          `yaml:"machineID" desc:"Checks that /etc/machine-id is present and unique to this host."`
+	Preflight  Preflight          `yaml:"preflight" desc:"Host probes run before anything changes."`
+}
+
+// Metadata names a spec.
+type Metadata struct {
+	Name string `yaml:"name" desc:"Name of this node profile, shown in reports."`
+}
+
+// Kernel holds kernel modules and sysctl settings.
+type Kernel struct {
+	Modules []string          `yaml:"modules" desc:"Modules written to /etc/modules-load.d/nodeprov.conf and loaded now (builtin modules count as loaded)."`
+	Sysctl  map[string]Scalar `yaml:"sysctl" desc:"Keys and values written to /etc/sysctl.d/99-nodeprov.conf and applied through /proc/sys."`
+}
+
+// Components are macros for well-known upstream releases.
+type Components struct {
+	Containerd *ContainerdComponent `yaml:"containerd" desc:"containerd release tarball (bin/* installed to /usr/local/bin)."`
+	Runc       *RuncComponent       `yaml:"runc" desc:"runc static binary, checksum and OpenPGP signature verified."`
+	CNI        *CNIComponent        `yaml:"cni" desc:"CNI reference plugins (installed to /opt/cni/bin)."`
+	GVisor     *GVisorComponent     `yaml:"gvisor" desc:"gVisor runsc and containerd-shim-runsc-v1."`
+	Crictl     *CrictlComponent     `yaml:"crictl" desc:"crictl from cri-tools."`
+}
+
+// Release holds what every component shares: which version, where from, and
+// an optional pinned digest of the main artifact.
+type Release struct {
+	Version Version `yaml:"version" required:"true" desc:"Upstream release version, without a leading v."`
+	BaseURL string  `yaml:"baseURL" desc:"Replaces the upstream release URL prefix (before mirrors are applied)."`
+}
+
+// ContainerdComponent installs a containerd release.
+type ContainerdComponent struct {
+	Release    `yaml:",inline"`
+	Static     bool   `yaml:"static" desc:"Use the containerd-static tarball."`
+	InstallDir string `yaml:"installDir" default:"/usr/local/bin" desc:"Directory that receives the binaries from bin/."`
+}
+
+// RuncComponent installs runc.
+type RuncComponent struct {
+	Release `yaml:",inline"`
+	Path    string `yaml:"path" default:"/usr/local/sbin/runc" desc:"Install path of the runc binary."`
+}
+
+// CNIComponent installs CNI reference plugins.
+type CNIComponent struct {
+	Release    `yaml:",inline"`
+	Plugins    []string `yaml:"plugins" desc:"Plugins to install; all plugins of the release when empty."`
+	InstallDir string   `yaml:"installDir" default:"/opt/cni/bin" desc:"Directory that receives the plugins."`
+}
+
+// GVisorComponent installs gVisor.
+type GVisorComponent struct {
+	Release    `yaml:",inline"`
+	Shim       *bool  `yaml:"shim" default:"true" desc:"Also install containerd-shim-runsc-v1."`
+	InstallDir string `yaml:"installDir" default:"/usr/local/bin" desc:"Directory that receives runsc and the shim."`
+}
+
+// CrictlComponent installs crictl.
+type CrictlComponent struct {
+	Release    `yaml:",inline"`
+	InstallDir string `yaml:"installDir" default:"/usr/local/bin" desc:"Directory that receives crictl."`
+}
+
+// Mirror rewrites a URL prefix.
+type Mirror struct {
+	Prefix string `yaml:"prefix" required:"true" desc:"URL prefix to replace, e.g. https://github.com/."`
+	To     string `yaml:"to" required:"true" desc:"Replacement prefix."`
+}
+
+// Download is one verified artifact.
+type Download struct {
+	URL       string     `yaml:"url" required:"true" desc:"Source URL (https, http or file)."`
+	SHA256    string     `yaml:"sha256" desc:"Pinned SHA-256 digest (64 hex characters)."`
+	SHA512    string     `yaml:"sha512" desc:"Pinned SHA-512 digest (128 hex characters)."`
+	Checksum  *Checksum  `yaml:"checksum" desc:"Checksum file to read the digest from."`
+	Signature *Signature `yaml:"signature" desc:"Detached OpenPGP signature of the artifact."`
+	Path      string     `yaml:"path" desc:"Install the artifact itself at this absolute path."`
+	Mode      Mode       `yaml:"mode" desc:"Mode of the installed file (octal string); 0644 when absent."`
+	Extract   *Extract   `yaml:"extract" desc:"Install members of a tar.gz archive."`
+	MaxSize   Size       `yaml:"maxSize" desc:"Largest accepted download, e.g. 512Mi; exceeding it is an error."`
+}
+
+// Checksum names a checksum file (sha256sum/sha512sum or BSD format, or a bare hash).
+type Checksum struct {
+	URL       string     `yaml:"url" required:"true" desc:"URL of the checksum file."`
+	Algorithm string     `yaml:"algorithm" enum:"sha256|sha512" desc:"Digest algorithm; taken from the file name or digest length when absent."`
+	Signature *Signature `yaml:"signature" desc:"Signature of the checksum file (clearsigned when url is omitted)."`
+}
+
+// Signature names an OpenPGP signature and the keyring to check it with.
+type Signature struct {
+	URL     string `yaml:"url" desc:"Detached signature (.asc/.sig); for a checksum file, absent means the file itself is clearsigned."`
+	Keyring string `yaml:"keyring" required:"true" desc:"Name of an entry in keyrings."`
+}
+
+// Extract selects archive members to install.
+type Extract struct {
+	Files   map[string]string `yaml:"files" desc:"Archive member name to absolute install path."`
+	To      string            `yaml:"to" desc:"Install the archive tree under this directory."`
+	Include []string          `yaml:"include" desc:"With to: only these members (after strip)."`
+	Strip   int               `yaml:"strip" desc:"With to: leading path components to remove from member names."`
+}
+
+// Keyring is a set of armored OpenPGP public keys.
+type Keyring struct {
+	Path         string `yaml:"path" desc:"File holding armored public keys (several blocks allowed)."`
+	Armored      string `yaml:"armored" desc:"Armored public keys, inline."`
+	AllowExpired bool   `yaml:"allowExpired" desc:"Accept signatures by expired keys (reported as such)."`
+}
+
+// Containerd describes the containerd configuration.
+type Containerd struct {
+	ConfigVersion  string              `yaml:"configVersion" enum:"auto|2|3" default:"auto" desc:"Config layout: 2 for containerd 1.6/1.7, 3 for 2.x; auto picks from the component or installed binary."`
+	CgroupDriver   string              `yaml:"cgroupDriver" enum:"auto|systemd|cgroupfs" default:"auto" desc:"runc cgroup driver; auto uses systemd when it is PID 1 and cgroup v2 or the unified hierarchy is in use."`
+	Root           string              `yaml:"root" default:"/var/lib/containerd" desc:"containerd persistent state directory."`
+	State          string              `yaml:"state" default:"/run/containerd" desc:"containerd runtime state directory."`
+	Address        string              `yaml:"address" default:"/run/containerd/containerd.sock" desc:"gRPC socket path."`
+	SandboxImage   string              `yaml:"sandboxImage" default:"registry.k8s.io/pause:3.10" desc:"Pod sandbox (pause) image."`
+	DefaultRuntime string              `yaml:"defaultRuntime" default:"runc" desc:"Runtime handler used when a pod names none."`
+	Runtimes       map[string]Runtime  `yaml:"runtimes" desc:"Extra runtime handlers (runc is always present)."`
+	Registries     map[string]Registry `yaml:"registries" desc:"Registry host configuration rendered to certs.d/<host>/hosts.toml; _default applies to any host."`
+	Proxy          *Proxy              `yaml:"proxy" desc:"Proxy environment for containerd.service."`
+	Patch          string              `yaml:"patch" desc:"TOML merged over the rendered config as an RFC 7396 merge patch."`
+	CNI            ContainerdCNI       `yaml:"cni" desc:"Pod network configuration."`
+}
+
+// Runtime is a containerd runtime handler.
+type Runtime struct {
+	Type                         string         `yaml:"type" required:"true" desc:"runtime_type, e.g. io.containerd.runc.v2, io.containerd.runsc.v1, io.containerd.kata.v2."`
+	Path                         string         `yaml:"path" desc:"Shim binary path, when not on PATH."`
+	BinaryName                   string         `yaml:"binaryName" desc:"OCI runtime binary for the runc shim (e.g. runsc through io.containerd.runc.v2)."`
+	ConfigPath                   string         `yaml:"configPath" desc:"Runtime configuration file (runsc.toml, Kata configuration.toml)."`
+	PodAnnotations               []string       `yaml:"podAnnotations" desc:"Pod annotations passed to the runtime."`
+	PrivilegedWithoutHostDevices bool           `yaml:"privilegedWithoutHostDevices" desc:"Do not expose host devices to privileged containers."`
+	Options                      map[string]any `yaml:"options" desc:"Free-form runtime options."`
+}
+
+// Registry is the hosts.toml of one registry host.
+type Registry struct {
+	Server  string           `yaml:"server" desc:"Upstream server URL; defaults to the registry's own."`
+	Mirrors []RegistryMirror `yaml:"mirrors" desc:"Mirror hosts, tried in order."`
+}
+
+// RegistryMirror is one mirror host.
+type RegistryMirror struct {
+	Host         string   `yaml:"host" required:"true" desc:"Mirror URL with scheme, e.g. https://mirror.example:5000."`
+	Capabilities []string `yaml:"capabilities" desc:"Subset of pull, resolve, push; pull and resolve when absent."`
+	CA           string   `yaml:"ca" desc:"CA bundle path for this host."`
+	SkipVerify   bool     `yaml:"skipVerify" desc:"Skip TLS verification (testing only)."`
+}
+
+// Proxy is the proxy environment of containerd.
+type Proxy struct {
+	HTTP    string   `yaml:"http" desc:"HTTP_PROXY value."`
+	HTTPS   string   `yaml:"https" desc:"HTTPS_PROXY value."`
+	NoProxy []string `yaml:"noProxy" desc:"NO_PROXY entries."`
+}
+
+// ContainerdCNI configures the CRI plugin's CNI settings.
+type ContainerdCNI struct {
+	Network string `yaml:"network" enum:"bridge|none" default:"none" desc:"bridge writes a bridge conflist; none writes nothing."`
+	Subnet  string `yaml:"subnet" default:"10.88.0.0/16" desc:"Pod subnet of the bridge network."`
+	BinDir  string `yaml:"binDir" default:"/opt/cni/bin" desc:"CNI plugin directory."`
+	ConfDir string `yaml:"confDir" default:"/etc/cni/net.d" desc:"CNI configuration directory."`
+}
+
+// File is a plain file, a directory or a symbolic link.
+type File struct {
+	Path     string `yaml:"path" required:"true" desc:"Absolute path inside the target root."`
+	Type     string `yaml:"type" enum:"file|directory|symlink" default:"file" desc:"What to create."`
+	Contents string `yaml:"contents" desc:"File contents."`
+	Encoding string `yaml:"encoding" enum:"|base64|gzip+base64" desc:"Encoding of contents."`
+	Target   string `yaml:"target" desc:"Link target (type symlink)."`
+	Mode     Mode   `yaml:"mode" desc:"Octal mode string; 0644 for files, 0755 for directories."`
+	Owner    string `yaml:"owner" default:"root:root" desc:"user:group, names resolved in the target root's /etc/passwd and /etc/group, or numeric ids."`
+}
+
+// Unit is a systemd unit.
+type Unit struct {
+	Name      string   `yaml:"name" required:"true" desc:"Unit name with its suffix, e.g. containerd.service."`
+	Contents  string   `yaml:"contents" desc:"Unit file contents; built in for component units when absent."`
+	Enabled   *bool    `yaml:"enabled" desc:"Enable (true) or disable (false); left as is when absent."`
+	Masked    bool     `yaml:"masked" desc:"Mask the unit (link to /dev/null)."`
+	State     string   `yaml:"state" enum:"started|stopped|unchanged" default:"unchanged" desc:"Desired run state on a live system."`
+	Dropins   []Dropin `yaml:"dropins" desc:"Drop-in files in <name>.d/."`
+	RestartOn []string `yaml:"restartOn" desc:"Paths whose change in this run restarts the unit."`
+}
+
+// Dropin is a unit drop-in file.
+type Dropin struct {
+	Name     string `yaml:"name" required:"true" desc:"File name ending in .conf."`
+	Contents string `yaml:"contents" required:"true" desc:"Drop-in contents."`
+}
+
+// MachineID configures the machine-id checks.
+type MachineID struct {
+	Policy    string   `yaml:"policy" enum:"fail|regenerate|warn" default:"fail" desc:"What a missing, invalid or shared machine-id does."`
+	Forbidden []string `yaml:"forbidden" desc:"Machine ids known to be shared (e.g. a base image's)."`
+}
+
+// Preflight configures the host probes.
+type Preflight struct {
+	Ignore []string `yaml:"ignore" desc:"Probe names whose failure is downgraded to a warning."`
+}

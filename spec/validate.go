@@ -1,0 +1,633 @@
+package spec
+
+import (
+	"encoding/base64"
+	"fmt"
+	"net"
+	"net/url"
+	"path"
+	"reflect"
+	"regexp"
+	"sort"
+	"strings"
+
+	"github.com/pelletier/go-toml/v2"
+)
+
+// validator checks decoded values; every problem is reported with the
+// position of the offending value.
+type validator struct {
+	doc  *Document
+	sink *diagSink
+}
+
+func (v *validator) errf(p, format string, args ...any) {
+	v.sink.addValidation(v.posOf(p), p, format, args...)
+}
+
+// keyErrf reports a problem with a mapping key itself (a sysctl name, a
+// runtime handler name) at the key's position.
+func (v *validator) keyErrf(p, format string, args ...any) {
+	pos, ok := v.doc.keyPos[p]
+	if !ok {
+		pos = v.posOf(p)
+	}
+	v.sink.addValidation(pos, p, format, args...)
+}
+
+// posOf returns the position of p, or of its nearest recorded ancestor.
+func (v *validator) posOf(p string) Pos {
+	for {
+		if pos, ok := v.doc.pos[p]; ok {
+			return pos
+		}
+		i := strings.LastIndexAny(p, ".[")
+		if i <= 0 {
+			return v.doc.pos[""]
+		}
+		p = p[:i]
+	}
+}
+
+func validate(doc *Document, sink *diagSink) {
+	v := &validator{doc: doc, sink: sink}
+	n := doc.Spec
+	v.enums(reflect.ValueOf(n).Elem(), "")
+	if n.APIVersion != "" && n.APIVersion != APIVersion {
+		v.errf("apiVersion", "unsupported apiVersion %q; this nodeprov reads %s", n.APIVersion, APIVersion)
+	}
+	if n.Metadata.Name != "" && !dnsLabel.MatchString(n.Metadata.Name) {
+		v.errf("metadata.name", "invalid name %q: use lower-case letters, digits and '-' (at most 63)", n.Metadata.Name)
+	}
+	v.kernel(&n.Kernel)
+	v.components(&n.Components)
+	v.mirrors(n.Mirrors)
+	v.keyrings(n.Keyrings)
+	v.downloads(n.Downloads, n.Keyrings)
+	if n.Containerd != nil {
+		v.containerd(n.Containerd)
+	}
+	v.files(n.Files)
+	v.units(n.Units)
+	v.machineID(&n.MachineID)
+	v.preflight(&n.Preflight)
+}
+
+// enums checks every string field that carries an enum tag.
+func (v *validator) enums(rv reflect.Value, p string) {
+	switch rv.Kind() {
+	case reflect.Pointer:
+		if !rv.IsNil() {
+			v.enums(rv.Elem(), p)
+		}
+	case reflect.Struct:
+		t := rv.Type()
+		for i := 0; i < t.NumField(); i++ {
+			sf := t.Field(i)
+			name, opts, _ := strings.Cut(sf.Tag.Get("yaml"), ",")
+			fp := keyPath(p, name)
+			if opts == "inline" {
+				fp = p
+			}
+			fv := rv.Field(i)
+			if enum := sf.Tag.Get("enum"); enum != "" && fv.Kind() == reflect.String && fp != "apiVersion" {
+				s := fv.String()
+				if s != "" && !contains(strings.Split(enum, "|"), s) {
+					v.errf(fp, "invalid value %q: expected one of %s", s, enumList(enum))
+				}
+				continue
+			}
+			v.enums(fv, fp)
+		}
+	case reflect.Slice:
+		for i := 0; i < rv.Len(); i++ {
+			v.enums(rv.Index(i), indexPath(p, i))
+		}
+	case reflect.Map:
+		if rv.Type().Elem().Kind() == reflect.Interface {
+			return
+		}
+		for _, k := range rv.MapKeys() {
+			v.enums(rv.MapIndex(k), keyPath(p, k.String()))
+		}
+	}
+}
+
+func enumList(enum string) string {
+	var out []string
+	for _, e := range strings.Split(enum, "|") {
+		if e != "" {
+			out = append(out, e)
+		}
+	}
+	return strings.Join(out, ", ")
+}
+
+var (
+	dnsLabel   = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+	moduleName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,56}$`)
+	sysctlKey  = regexp.MustCompile(`^[a-z0-9_]+(\.[A-Za-z0-9_/@:+-]+)+$`)
+	hexDigits  = regexp.MustCompile(`^[0-9a-f]+$`)
+	machineID  = regexp.MustCompile(`^[0-9a-f]{32}$`)
+	unitName   = regexp.MustCompile(`^[A-Za-z0-9:_.\\@-]+\.(service|socket|timer|mount|automount|target|path|slice|scope|swap|device)$`)
+	ownerSpec  = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]*)?$`)
+	probeName  = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]*$`)
+)
+
+func (v *validator) kernel(k *Kernel) {
+	seen := map[string]int{}
+	for i, m := range k.Modules {
+		p := indexPath("kernel.modules", i)
+		if !moduleName.MatchString(m) {
+			v.errf(p, "invalid module name %q: expected letters, digits, '_' or '-'", m)
+			continue
+		}
+		norm := strings.ReplaceAll(m, "-", "_")
+		if j, dup := seen[norm]; dup {
+			v.errf(p, "module %q is listed twice (also at kernel.modules[%d])", m, j)
+		}
+		seen[norm] = i
+	}
+	for key, val := range k.Sysctl {
+		p := keyPath("kernel.sysctl", key)
+		if !sysctlKey.MatchString(key) || strings.Contains(key, "..") {
+			v.keyErrf(p, "invalid sysctl key %q: expected dotted lower-case names such as net.ipv4.ip_forward", key)
+		}
+		s := string(val)
+		switch {
+		case strings.TrimSpace(s) == "":
+			v.errf(p, "sysctl %s has an empty value", key)
+		case strings.ContainsAny(s, "\n\r\x00"):
+			v.errf(p, "sysctl %s: value must be a single line", key)
+		case len(s) > 4096:
+			v.errf(p, "sysctl %s: value is longer than 4096 bytes", key)
+		}
+	}
+}
+
+func (v *validator) components(c *Components) {
+	type rel struct {
+		name    string
+		r       *Release
+		pattern *regexp.Regexp
+		example string
+	}
+	var rels []rel
+	if c.Containerd != nil {
+		rels = append(rels, rel{"containerd", &c.Containerd.Release, semver, "2.1.4"})
+		v.absPath("components.containerd.installDir", c.Containerd.InstallDir)
+	}
+	if c.Runc != nil {
+		rels = append(rels, rel{"runc", &c.Runc.Release, semverPre, "1.3.0"})
+		v.absPath("components.runc.path", c.Runc.Path)
+	}
+	if c.CNI != nil {
+		rels = append(rels, rel{"cni", &c.CNI.Release, semver, "1.7.1"})
+		v.absPath("components.cni.installDir", c.CNI.InstallDir)
+		seen := map[string]bool{}
+		for i, pl := range c.CNI.Plugins {
+			p := indexPath("components.cni.plugins", i)
+			if !contains(CNIPlugins, pl) {
+				msg := fmt.Sprintf("unknown CNI plugin %q", pl)
+				if s := suggest(pl, CNIPlugins); s != "" {
+					msg += fmt.Sprintf("; did you mean %q?", s)
+				}
+				v.errf(p, "%s", msg)
+			} else if seen[pl] {
+				v.errf(p, "CNI plugin %q is listed twice", pl)
+			}
+			seen[pl] = true
+		}
+	}
+	if c.GVisor != nil {
+		rels = append(rels, rel{"gvisor", &c.GVisor.Release, gvisorVersion, "20250512"})
+		v.absPath("components.gvisor.installDir", c.GVisor.InstallDir)
+	}
+	if c.Crictl != nil {
+		rels = append(rels, rel{"crictl", &c.Crictl.Release, semver, "1.33.0"})
+		v.absPath("components.crictl.installDir", c.Crictl.InstallDir)
+	}
+	for _, r := range rels {
+		p := "components." + r.name
+		ver := string(r.r.Version)
+		switch {
+		case strings.HasPrefix(ver, "v") && r.pattern.MatchString(ver[1:]):
+			v.errf(p+".version", "write the %s version without the leading v: %q", r.name, ver[1:])
+		case ver != "" && !r.pattern.MatchString(ver):
+			v.errf(p+".version", "invalid %s version %q: expected a release version such as %s", r.name, ver, r.example)
+		}
+		if r.r.BaseURL != "" {
+			v.url(p+".baseURL", r.r.BaseURL, false)
+		}
+	}
+}
+
+var (
+	semver        = regexp.MustCompile(`^[0-9]+\.[0-9]+\.[0-9]+$`)
+	semverPre     = regexp.MustCompile(`^[0-9]+\.[0-9]+\.[0-9]+(-rc\.?[0-9]+)?$`)
+	gvisorVersion = regexp.MustCompile(`^20[0-9]{6}(\.[0-9]+)?$`)
+)
+
+// CNIPlugins lists the plugins shipped in the containernetworking/plugins
+// release tarball.
+var CNIPlugins = []string{
+	"bandwidth", "bridge", "dhcp", "dummy", "firewall", "host-device", "host-local",
+	"ipvlan", "loopback", "macvlan", "portmap", "ptp", "sbr", "static", "tap",
+	"tuning", "vlan", "vrf",
+}
+
+func (v *validator) mirrors(ms []Mirror) {
+	seen := map[string]int{}
+	for i, m := range ms {
+		p := indexPath("mirrors", i)
+		v.url(p+".prefix", m.Prefix, false)
+		v.url(p+".to", m.To, true)
+		if j, dup := seen[m.Prefix]; dup && m.Prefix != "" {
+			v.errf(p+".prefix", "prefix %q is already mirrored by mirrors[%d]", m.Prefix, j)
+		}
+		seen[m.Prefix] = i
+	}
+}
+
+func (v *validator) keyrings(ks map[string]Keyring) {
+	for name, k := range ks {
+		p := keyPath("keyrings", name)
+		if !dnsLabel.MatchString(name) {
+			v.keyErrf(p, "invalid keyring name %q: use lower-case letters, digits and '-'", name)
+		}
+		switch {
+		case k.Path == "" && k.Armored == "":
+			v.errf(p, "keyring %q needs path or armored", name)
+		case k.Path != "" && k.Armored != "":
+			v.errf(p, "keyring %q sets both path and armored; use one", name)
+		case k.Path != "":
+			v.absPath(p+".path", k.Path)
+		case !strings.Contains(k.Armored, "-----BEGIN PGP PUBLIC KEY BLOCK-----"):
+			v.errf(p+".armored", "expected an armored OpenPGP public key block (-----BEGIN PGP PUBLIC KEY BLOCK-----)")
+		}
+	}
+}
+
+func (v *validator) downloads(ds []Download, keyrings map[string]Keyring) {
+	targets := map[string]string{}
+	claim := func(p, target string) {
+		if target == "" {
+			return
+		}
+		if prev, dup := targets[target]; dup {
+			v.errf(p, "%s is also installed by %s", target, prev)
+			return
+		}
+		targets[target] = p
+	}
+	for i, d := range ds {
+		p := indexPath("downloads", i)
+		v.url(p+".url", d.URL, true)
+		v.digest(p+".sha256", d.SHA256, 64)
+		v.digest(p+".sha512", d.SHA512, 128)
+		if d.SHA256 != "" && d.SHA512 != "" {
+			v.errf(p, "set one of sha256 and sha512, not both")
+		}
+		if d.Checksum != nil {
+			v.url(p+".checksum.url", d.Checksum.URL, true)
+			v.signature(p+".checksum.signature", d.Checksum.Signature, keyrings, true)
+		}
+		v.signature(p+".signature", d.Signature, keyrings, false)
+		switch {
+		case d.Path == "" && d.Extract == nil:
+			v.errf(p, "download needs path (install the file) or extract (install archive members)")
+		case d.Path != "" && d.Extract != nil:
+			v.errf(p, "set one of path and extract, not both")
+		case d.Path != "":
+			v.absPath(p+".path", d.Path)
+			claim(p+".path", d.Path)
+		default:
+			if d.Mode != "" {
+				v.errf(p+".mode", "mode applies to path downloads; archive members keep their masked modes")
+			}
+			v.extract(p+".extract", d.Extract, claim)
+		}
+		if d.MaxSize < 0 {
+			v.errf(p+".maxSize", "size must not be negative")
+		}
+	}
+}
+
+func (v *validator) extract(p string, e *Extract, claim func(p, target string)) {
+	switch {
+	case len(e.Files) == 0 && e.To == "":
+		v.errf(p, "extract needs files (member: target) or to (a directory)")
+	case len(e.Files) > 0 && e.To != "":
+		v.errf(p, "set one of files and to, not both")
+	case e.To != "":
+		v.absPath(p+".to", e.To)
+		for i, m := range e.Include {
+			v.member(indexPath(p+".include", i), m)
+		}
+	default:
+		if len(e.Include) > 0 || e.Strip != 0 {
+			v.errf(p, "include and strip apply to to:, not to files:")
+		}
+		for _, member := range sortedKeys(e.Files) {
+			mp := keyPath(p+".files", member)
+			v.member(mp, member)
+			v.absPath(mp, e.Files[member])
+			claim(mp, e.Files[member])
+		}
+	}
+	if e.Strip < 0 || e.Strip > 16 {
+		v.errf(p+".strip", "strip must be between 0 and 16")
+	}
+}
+
+// member checks an archive member name as written in the spec.
+func (v *validator) member(p, m string) {
+	clean := path.Clean(strings.TrimPrefix(m, "./"))
+	switch {
+	case m == "" || strings.ContainsRune(m, 0):
+		v.errf(p, "invalid archive member name %q", m)
+	case strings.HasPrefix(m, "/"):
+		v.errf(p, "archive member %q must be relative", m)
+	case clean == ".." || strings.HasPrefix(clean, "../"):
+		v.errf(p, "archive member %q leaves the archive root", m)
+	}
+}
+
+func (v *validator) signature(p string, s *Signature, keyrings map[string]Keyring, clearsignedOK bool) {
+	if s == nil {
+		return
+	}
+	if s.URL == "" && !clearsignedOK {
+		v.errf(p+".url", "a signature of the artifact needs url (a detached .asc or .sig)")
+	} else if s.URL != "" {
+		v.url(p+".url", s.URL, true)
+	}
+	if s.Keyring != "" {
+		if _, ok := keyrings[s.Keyring]; !ok {
+			msg := fmt.Sprintf("keyring %q is not defined in keyrings", s.Keyring)
+			if sg := suggest(s.Keyring, sortedKeys(keyrings)); sg != "" {
+				msg += fmt.Sprintf("; did you mean %q?", sg)
+			}
+			v.errf(p+".keyring", "%s", msg)
+		}
+	}
+}
+
+func (v *validator) digest(p, d string, n int) {
+	if d == "" {
+		return
+	}
+	if len(d) != n || !hexDigits.MatchString(d) {
+		v.errf(p, "invalid digest: expected %d lower-case hex characters, got %d characters", n, len(d))
+	}
+}
+
+// url checks an absolute http, https (and, when fileOK, file) URL.
+func (v *validator) url(p, s string, fileOK bool) {
+	if s == "" {
+		return
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		v.errf(p, "invalid URL %q: %v", s, unwrapURLError(err))
+		return
+	}
+	switch u.Scheme {
+	case "http", "https":
+		if u.Host == "" {
+			v.errf(p, "URL %q has no host", s)
+		}
+	case "file":
+		if !fileOK {
+			v.errf(p, "URL %q: expected an http or https URL", s)
+		} else if u.Host != "" || !strings.HasPrefix(u.Path, "/") {
+			v.errf(p, "file URL %q must be of the form file:///absolute/path", s)
+		}
+	case "":
+		v.errf(p, "URL %q has no scheme; expected https://…", s)
+	default:
+		v.errf(p, "URL %q: unsupported scheme %q (expected https, http or file)", s, u.Scheme)
+	}
+	if u.User != nil {
+		v.errf(p, "URL %q carries credentials; use a netrc-free mirror or a proxy instead", redactURL(u))
+	}
+}
+
+func unwrapURLError(err error) error {
+	if ue, ok := err.(*url.Error); ok {
+		return ue.Err
+	}
+	return err
+}
+
+func redactURL(u *url.URL) string {
+	c := *u
+	c.User = url.User("REDACTED")
+	return c.String()
+}
+
+// absPath checks an absolute, clean path without NUL bytes.
+func (v *validator) absPath(p, s string) {
+	switch {
+	case s == "":
+		return
+	case strings.ContainsRune(s, 0):
+		v.errf(p, "path contains a NUL byte")
+	case !strings.HasPrefix(s, "/"):
+		v.errf(p, "path %q must be absolute", s)
+	case path.Clean(s) != s:
+		v.errf(p, "path %q is not clean; write %q", s, path.Clean(s))
+	case s == "/":
+		v.errf(p, "path must not be the root directory")
+	}
+}
+
+func (v *validator) containerd(c *Containerd) {
+	const p = "containerd"
+	v.absPath(p+".root", c.Root)
+	v.absPath(p+".state", c.State)
+	v.absPath(p+".address", c.Address)
+	if c.DefaultRuntime != "" && c.DefaultRuntime != "runc" {
+		if _, ok := c.Runtimes[c.DefaultRuntime]; !ok {
+			v.errf(p+".defaultRuntime", "runtime %q is not defined in containerd.runtimes", c.DefaultRuntime)
+		}
+	}
+	for name, rt := range c.Runtimes {
+		rp := keyPath(p+".runtimes", name)
+		if !runtimeName.MatchString(name) {
+			v.keyErrf(rp, "invalid runtime handler name %q: use lower-case letters, digits, '-' and '_'", name)
+		}
+		if rt.Type != "" && !runtimeType.MatchString(rt.Type) {
+			v.errf(rp+".type", "invalid runtime type %q: expected a shim name such as io.containerd.runc.v2", rt.Type)
+		}
+		v.absPath(rp+".path", rt.Path)
+		v.absPath(rp+".configPath", rt.ConfigPath)
+	}
+	for host, reg := range c.Registries {
+		rp := keyPath(p+".registries", host)
+		if host != "_default" && !registryHost.MatchString(host) {
+			v.keyErrf(rp, "invalid registry host %q: expected host or host:port, or _default", host)
+		}
+		if reg.Server != "" {
+			v.url(rp+".server", reg.Server, false)
+		}
+		hosts := map[string]int{}
+		for i, m := range reg.Mirrors {
+			mp := indexPath(rp+".mirrors", i)
+			v.url(mp+".host", m.Host, false)
+			if j, dup := hosts[m.Host]; dup {
+				v.errf(mp+".host", "mirror %q is listed twice (also mirrors[%d]); containerd rejects duplicated hosts", m.Host, j)
+			}
+			hosts[m.Host] = i
+			for k, capab := range m.Capabilities {
+				if !contains([]string{"pull", "resolve", "push"}, capab) {
+					v.errf(indexPath(mp+".capabilities", k), "invalid capability %q: expected pull, resolve or push", capab)
+				}
+			}
+			v.absPath(mp+".ca", m.CA)
+		}
+	}
+	if c.Proxy != nil {
+		v.url(p+".proxy.http", c.Proxy.HTTP, false)
+		v.url(p+".proxy.https", c.Proxy.HTTPS, false)
+		for i, np := range c.Proxy.NoProxy {
+			if np == "" || strings.ContainsAny(np, " ,\n\"") {
+				v.errf(indexPath(p+".proxy.noProxy", i), "invalid noProxy entry %q", np)
+			}
+		}
+	}
+	if c.Patch != "" {
+		var m map[string]any
+		if err := toml.Unmarshal([]byte(c.Patch), &m); err != nil {
+			msg := err.Error()
+			if de, ok := err.(*toml.DecodeError); ok {
+				row, col := de.Position()
+				msg = fmt.Sprintf("line %d, column %d of the patch: %s", row, col, de.Error())
+			}
+			v.errf(p+".patch", "patch is not valid TOML: %s", msg)
+		}
+	}
+	if c.CNI.Subnet != "" {
+		if _, _, err := net.ParseCIDR(c.CNI.Subnet); err != nil {
+			v.errf(p+".cni.subnet", "invalid subnet %q: expected CIDR notation such as 10.88.0.0/16", c.CNI.Subnet)
+		}
+	}
+	v.absPath(p+".cni.binDir", c.CNI.BinDir)
+	v.absPath(p+".cni.confDir", c.CNI.ConfDir)
+}
+
+var (
+	runtimeName  = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+	runtimeType  = regexp.MustCompile(`^[a-z0-9]+(\.[a-z0-9_-]+)+$`)
+	registryHost = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?$`)
+)
+
+func (v *validator) files(fs []File) {
+	seen := map[string]int{}
+	for i, f := range fs {
+		p := indexPath("files", i)
+		v.absPath(p+".path", f.Path)
+		if j, dup := seen[f.Path]; dup && f.Path != "" {
+			v.errf(p+".path", "%s is also declared by files[%d]", f.Path, j)
+		}
+		seen[f.Path] = i
+		if f.Owner != "" && !ownerSpec.MatchString(f.Owner) {
+			v.errf(p+".owner", "invalid owner %q: expected user:group, user, or numeric ids", f.Owner)
+		}
+		switch f.Type {
+		case "", "file":
+			if f.Target != "" {
+				v.errf(p+".target", "target applies to type symlink")
+			}
+			v.contents(p, f)
+		case "directory":
+			if f.Contents != "" || f.Encoding != "" || f.Target != "" {
+				v.errf(p, "a directory takes no contents, encoding or target")
+			}
+		case "symlink":
+			if f.Target == "" {
+				v.errf(p, "a symlink needs target")
+			}
+			if f.Contents != "" || f.Encoding != "" || f.Mode != "" {
+				v.errf(p, "a symlink takes no contents, encoding or mode")
+			}
+			if strings.ContainsRune(f.Target, 0) {
+				v.errf(p+".target", "target contains a NUL byte")
+			}
+		}
+	}
+}
+
+func (v *validator) contents(p string, f File) {
+	switch f.Encoding {
+	case "base64", "gzip+base64":
+		if _, err := base64.StdEncoding.DecodeString(strings.Join(strings.Fields(f.Contents), "")); err != nil {
+			v.errf(p+".contents", "contents are not valid base64: %v", err)
+		}
+	}
+}
+
+func (v *validator) units(us []Unit) {
+	seen := map[string]int{}
+	for i, u := range us {
+		p := indexPath("units", i)
+		if u.Name != "" && !unitName.MatchString(u.Name) {
+			v.errf(p+".name", "invalid unit name %q: expected a name with a unit suffix such as .service", u.Name)
+		}
+		if j, dup := seen[u.Name]; dup && u.Name != "" {
+			v.errf(p+".name", "unit %s is also declared by units[%d]", u.Name, j)
+		}
+		seen[u.Name] = i
+		if u.Masked && (u.State == "started" || (u.Enabled != nil && *u.Enabled)) {
+			v.errf(p, "a masked unit cannot be enabled or started")
+		}
+		dropins := map[string]bool{}
+		for j, d := range u.Dropins {
+			dp := indexPath(p+".dropins", j)
+			if !strings.HasSuffix(d.Name, ".conf") || strings.ContainsAny(d.Name, "/\x00") || d.Name == ".conf" {
+				v.errf(dp+".name", "invalid drop-in name %q: expected a file name ending in .conf", d.Name)
+			}
+			if dropins[d.Name] {
+				v.errf(dp+".name", "drop-in %q is listed twice", d.Name)
+			}
+			dropins[d.Name] = true
+		}
+		for j, r := range u.RestartOn {
+			v.absPath(indexPath(p+".restartOn", j), r)
+		}
+	}
+}
+
+func (v *validator) machineID(m *MachineID) {
+	for i, id := range m.Forbidden {
+		if !machineID.MatchString(id) {
+			v.errf(indexPath("machineID.forbidden", i), "invalid machine id %q: expected 32 lower-case hex characters", id)
+		}
+	}
+}
+
+func (v *validator) preflight(p *Preflight) {
+	for i, name := range p.Ignore {
+		if !probeName.MatchString(name) {
+			v.errf(indexPath("preflight.ignore", i), "invalid probe name %q", name)
+		}
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

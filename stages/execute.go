@@ -1,0 +1,152 @@
+package stages
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/nodeprov/nodeprov/spec"
+	"github.com/nodeprov/nodeprov/stages/host"
+)
+
+// LastRunPath records the outcome of the last apply inside the root.
+const LastRunPath = "/var/lib/nodeprov/last-run.json"
+
+// Options configure one plan, apply or check run.
+type Options struct {
+	Mode Mode
+	Doc  *spec.Document
+	// RootDir is the target root ("/" for the running host).
+	RootDir string
+	// Live forces live steps on or off; nil means live exactly when
+	// RootDir is "/".
+	Live *bool
+	// Kernel is the live kernel; nil uses the host's.
+	Kernel Kernel
+	// Stages limits the run to these stage names (all when empty).
+	Stages      []string
+	LockTimeout time.Duration
+	Observer    Observer
+	// OnLockWait is called once when the run has to wait for the lock.
+	OnLockWait func(holder string)
+}
+
+// Execute runs the pipeline on a target root and returns the report; the
+// report's OK, Drift and Error say how it went.
+func Execute(ctx context.Context, o Options) *Report {
+	start := time.Now()
+	rep := &Report{
+		ReportVersion: ReportVersion, Command: string(o.Mode), Spec: o.Doc.File,
+		SpecDigest: o.Doc.Digest, Root: o.RootDir, StartedAt: start.UTC(), Stages: []StageReport{},
+	}
+	finish := func(err error) *Report {
+		rep.DurationMs = ms(time.Since(start))
+		if err != nil {
+			rep.OK = false
+			rep.Error = &ErrorReport{Message: err.Error(), Class: errClass(err)}
+			var se *StageError
+			if errors.As(err, &se) {
+				rep.Error.Stage, rep.Error.Resource, rep.Error.Message = se.Stage, se.Resource, se.Err.Error()
+			}
+			return rep
+		}
+		rep.OK = true
+		return rep
+	}
+	selected, err := Select(All(), o.Stages)
+	if err != nil {
+		rep.Error = &ErrorReport{Message: err.Error(), Class: "usage"}
+		rep.DurationMs = ms(time.Since(start))
+		return rep
+	}
+	root, err := host.OpenRoot(o.RootDir)
+	if err != nil {
+		return finish(err)
+	}
+	defer root.Close()
+	rep.Root = root.Dir()
+	live := root.IsHostRoot()
+	if o.Live != nil {
+		live = *o.Live
+	}
+	rep.Live = live
+	kernel := o.Kernel
+	if kernel == nil {
+		kernel = host.NewKernel()
+	}
+	lock, err := AcquireLock(ctx, root, o.LockTimeout, o.OnLockWait)
+	if err != nil {
+		return finish(err)
+	}
+	defer lock.Release()
+
+	rep.Warnings = append(rep.Warnings, unhandled(o.Doc.Spec, selected)...)
+	env := &Env{Spec: o.Doc.Spec, Root: root, Live: live, Kernel: kernel, Changes: NewChangeSet()}
+	stageReports, changed, runErr := run(ctx, env, selected, o.Mode, o.Observer)
+	rep.Stages = stageReports
+	rep.Changed = changed
+	rep.Drift = o.Mode == ModeCheck && changed > 0
+	finish(runErr)
+	if o.Mode == ModeApply {
+		if err := recordLastRun(root, rep, live); err != nil && rep.OK {
+			rep.Warnings = append(rep.Warnings, "could not record the last run: "+err.Error())
+		}
+	}
+	return rep
+}
+
+// LastRun is the record of the last apply, kept at LastRunPath.
+type LastRun struct {
+	ReportVersion int          `json:"reportVersion"`
+	Command       string       `json:"command"`
+	Spec          string       `json:"spec"`
+	SpecDigest    string       `json:"specDigest"`
+	BootID        string       `json:"bootID,omitempty"`
+	StartedAt     time.Time    `json:"startedAt"`
+	DurationMs    float64      `json:"durationMs"`
+	OK            bool         `json:"ok"`
+	Changed       int          `json:"changed"`
+	Error         *ErrorReport `json:"error,omitempty"`
+}
+
+func recordLastRun(root *host.Root, rep *Report, live bool) error {
+	lr := LastRun{
+		ReportVersion: rep.ReportVersion, Command: rep.Command, Spec: rep.Spec, SpecDigest: rep.SpecDigest,
+		StartedAt: rep.StartedAt, DurationMs: rep.DurationMs, OK: rep.OK, Changed: rep.Changed, Error: rep.Error,
+	}
+	if live {
+		if b, err := os.ReadFile("/proc/sys/kernel/random/boot_id"); err == nil {
+			lr.BootID = strings.TrimSpace(string(b))
+		}
+	}
+	data, err := json.MarshalIndent(lr, "", "  ")
+	if err != nil {
+		return err
+	}
+	return root.WriteFile(LastRunPath, append(data, '\n'), host.WriteOptions{Mode: 0o644, UID: -1, GID: -1})
+}
+
+// unhandled names spec sections that no selected stage of this build acts
+// on, so an operator is never left thinking they were applied.
+func unhandled(n *spec.Node, selected []Stage) []string {
+	has := map[string]bool{}
+	for _, s := range selected {
+		has[s.Name()] = true
+	}
+	var out []string
+	check := func(stage string, used bool, section string) {
+		if used && !has[stage] {
+			out = append(out, section+": not applied (stage "+stage+" is not part of this run)")
+		}
+	}
+	check("kernel", len(n.Kernel.Modules)+len(n.Kernel.Sysctl) > 0, "kernel")
+	check("files", len(n.Files) > 0, "files")
+	c := n.Components
+	check("fetch", len(n.Downloads) > 0 || c.Containerd != nil || c.Runc != nil || c.CNI != nil || c.GVisor != nil || c.Crictl != nil, "downloads and components")
+	check("containerd", n.Containerd != nil, "containerd")
+	check("units", len(n.Units) > 0, "units")
+	return out
+}

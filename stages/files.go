@@ -1,0 +1,165 @@
+package stages
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"io/fs"
+	"strings"
+
+	"github.com/nodeprov/nodeprov/spec"
+	"github.com/nodeprov/nodeprov/stages/host"
+)
+
+// maxDecodedFile bounds a gzip-encoded file's decompressed size.
+const maxDecodedFile = 64 << 20
+
+// filesStage converges the spec's files: regular files, directories and
+// symbolic links.
+type filesStage struct{}
+
+func (filesStage) Name() string { return "files" }
+
+func (filesStage) Plan(ctx context.Context, env *Env) ([]*Action, error) {
+	var actions []*Action
+	for _, f := range env.Spec.Files {
+		a, err := planSpecFile(env.Root, f)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", f.Path, err)
+		}
+		actions = append(actions, a)
+	}
+	return actions, nil
+}
+
+func planSpecFile(root *host.Root, f spec.File) (*Action, error) {
+	uid, gid, err := ResolveOwner(root, f.Owner)
+	if err != nil {
+		return nil, err
+	}
+	mode := f.Mode.Perm(0o644)
+	switch f.Type {
+	case "directory":
+		return planDir(root, f.Path, f.Mode.Perm(0o755), uid, gid)
+	case "symlink":
+		return planSymlink(root, f.Path, f.Target)
+	}
+	data, err := decodeContents(f)
+	if err != nil {
+		return nil, err
+	}
+	return PlanFile(root, "file "+f.Path, FileSpec{Path: f.Path, Data: data, Mode: mode, UID: uid, GID: gid})
+}
+
+func planDir(root *host.Root, p string, mode fs.FileMode, uid, gid int) (*Action, error) {
+	st, err := root.Lstat(p)
+	if err != nil {
+		return nil, err
+	}
+	a := &Action{Resource: "directory " + p, Paths: []string{p}}
+	run := func(context.Context) error { return root.EnsureDir(p, mode, uid, gid) }
+	switch {
+	case !st.Exists:
+		a.Op, a.Run = OpCreate, run
+		a.Detail = fmt.Sprintf("mode %s, owner %d:%d", octal(mode), uid, gid)
+		return a, nil
+	case st.Type != fs.ModeDir:
+		return nil, fmt.Errorf("exists and is a %s, not a directory", describeType(st.Type))
+	}
+	var changes []string
+	if st.Mode != mode {
+		changes = append(changes, fmt.Sprintf("mode %s -> %s", octal(st.Mode), octal(mode)))
+	}
+	if st.UID != uid || st.GID != gid {
+		changes = append(changes, fmt.Sprintf("owner %d:%d -> %d:%d", st.UID, st.GID, uid, gid))
+	}
+	a.Op = OpNone
+	if len(changes) > 0 {
+		a.Op, a.Run, a.Detail = OpUpdate, run, joinComma(changes)
+	}
+	return a, nil
+}
+
+func planSymlink(root *host.Root, p, target string) (*Action, error) {
+	st, err := root.Lstat(p)
+	if err != nil {
+		return nil, err
+	}
+	a := &Action{Resource: "symlink " + p, Paths: []string{p}, Detail: "-> " + target}
+	run := func(context.Context) error { return root.Symlink(target, p) }
+	switch {
+	case !st.Exists:
+		a.Op, a.Run = OpCreate, run
+	case st.Type == fs.ModeSymlink && st.LinkTarget == target:
+		a.Op = OpNone
+	case st.Type == fs.ModeSymlink:
+		a.Op, a.Run, a.Detail = OpUpdate, run, fmt.Sprintf("-> %s (was -> %s)", target, st.LinkTarget)
+	case st.Type == 0:
+		a.Op, a.Run, a.Detail = OpUpdate, run, fmt.Sprintf("replace regular file with link -> %s", target)
+	default:
+		return nil, fmt.Errorf("exists and is a %s; nodeprov does not replace it with a symlink", describeType(st.Type))
+	}
+	return a, nil
+}
+
+func describeType(t fs.FileMode) string {
+	if t == 0 {
+		return "regular file"
+	}
+	return typeName(t)
+}
+
+func decodeContents(f spec.File) ([]byte, error) {
+	switch f.Encoding {
+	case "base64", "gzip+base64":
+		raw, err := base64.StdEncoding.DecodeString(strings.Join(strings.Fields(f.Contents), ""))
+		if err != nil {
+			return nil, fmt.Errorf("decode base64 contents: %w", err)
+		}
+		if f.Encoding == "base64" {
+			return raw, nil
+		}
+		zr, err := gzip.NewReader(bytes.NewReader(raw))
+		if err != nil {
+			return nil, fmt.Errorf("decode gzip contents: %w", err)
+		}
+		data, err := io.ReadAll(io.LimitReader(zr, maxDecodedFile+1))
+		if err != nil {
+			return nil, fmt.Errorf("decode gzip contents: %w", err)
+		}
+		if len(data) > maxDecodedFile {
+			return nil, fmt.Errorf("gzip contents expand beyond %d bytes", maxDecodedFile)
+		}
+		return data, nil
+	}
+	return []byte(f.Contents), nil
+}
+
+// ResolveOwner turns "user:group", "user" (group of the same name) or
+// numeric ids into ids, looking names up in the target root's /etc/passwd
+// and /etc/group, never the host's. Empty means root.
+func ResolveOwner(root *host.Root, owner string) (uid, gid int, err error) {
+	if owner == "" {
+		return 0, 0, nil
+	}
+	user, group, ok := strings.Cut(owner, ":")
+	if !ok {
+		group = user
+	}
+	// root is uid and gid 0 everywhere, including an image root that has
+	// no /etc/passwd yet.
+	if user != "root" {
+		if uid, err = root.LookupUser(user); err != nil {
+			return 0, 0, fmt.Errorf("owner %q: %w", owner, err)
+		}
+	}
+	if group != "root" {
+		if gid, err = root.LookupGroup(group); err != nil {
+			return 0, 0, fmt.Errorf("owner %q: %w", owner, err)
+		}
+	}
+	return uid, gid, nil
+}

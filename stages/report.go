@@ -1,0 +1,80 @@
+package stages
+
+import (
+	"time"
+
+	"github.com/nodeprov/nodeprov/spec"
+)
+
+// Status is the outcome of one action in a report.
+type Status string
+
+// Action statuses. plan reports "pending" for what apply would change and
+// check reports "drift"; apply reports "changed" or "failed".
+const (
+	StatusChanged   Status = "changed"
+	StatusUnchanged Status = "unchanged"
+	StatusFailed    Status = "failed"
+	StatusPending   Status = "pending"
+	StatusDrift     Status = "drift"
+	StatusDeferred  Status = "deferred"
+	StatusUnmanaged Status = "unmanaged"
+)
+
+// ReportVersion is bumped whenever a field of Report changes meaning or is
+// removed; new fields may be added without a bump.
+const ReportVersion = 1
+
+// Report is the machine-readable outcome of one command (`--output json`).
+// Its fields are documented in docs/report.md and stable within a
+// ReportVersion.
+type Report struct {
+	ReportVersion int               `json:"reportVersion"`
+	Command       string            `json:"command"`
+	Spec          string            `json:"spec,omitempty"`
+	SpecDigest    string            `json:"specDigest,omitempty"`
+	Root          string            `json:"root,omitempty"`
+	Live          bool              `json:"live"`
+	OK            bool              `json:"ok"`
+	Drift         bool              `json:"drift"`
+	Changed       int               `json:"changed"`
+	StartedAt     time.Time         `json:"startedAt"`
+	DurationMs    float64           `json:"durationMs"`
+	Stages        []StageReport     `json:"stages"`
+	Warnings      []string          `json:"warnings,omitempty"`
+	Diagnostics   []spec.Diagnostic `json:"diagnostics,omitempty"`
+	Error         *ErrorReport      `json:"error,omitempty"`
+}
+
+// StageReport is one stage's actions.
+type StageReport struct {
+	Name       string         `json:"name"`
+	DurationMs float64        `json:"durationMs"`
+	Actions    []ActionReport `json:"actions"`
+}
+
+// ActionReport is one action's outcome.
+type ActionReport struct {
+	Resource   string  `json:"resource"`
+	Op         Op      `json:"op"`
+	Status     Status  `json:"status"`
+	Changed    bool    `json:"changed"`
+	DurationMs float64 `json:"durationMs"`
+	Detail     string  `json:"detail,omitempty"`
+	Diff       string  `json:"diff,omitempty"`
+	Error      string  `json:"error,omitempty"`
+}
+
+// ErrorReport says what stopped a run.
+type ErrorReport struct {
+	Stage    string `json:"stage,omitempty"`
+	Resource string `json:"resource,omitempty"`
+	Message  string `json:"message"`
+	// Class is a stable error category: "invalid-spec", "usage", "lock",
+	// "plan", "apply".
+	Class string `json:"class"`
+}
+
+func ms(d time.Duration) float64 {
+	return float64(d.Microseconds()) / 1000
+}

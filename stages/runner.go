@@ -1,0 +1,206 @@
+package stages
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nodeprov/nodeprov/spec"
+	"github.com/nodeprov/nodeprov/stages/host"
+)
+
+// Mode is what a run does with the actions it plans.
+type Mode string
+
+// Run modes.
+const (
+	// ModePlan prints actions and changes nothing.
+	ModePlan Mode = "plan"
+	// ModeApply executes actions.
+	ModeApply Mode = "apply"
+	// ModeCheck reports drift: anything apply would change.
+	ModeCheck Mode = "check"
+)
+
+// Stage plans the actions that converge one part of the node.
+type Stage interface {
+	Name() string
+	Plan(ctx context.Context, env *Env) ([]*Action, error)
+}
+
+// Kernel is the live kernel interface the kernel stage needs;
+// *host.Kernel implements it.
+type Kernel interface {
+	ReadSysctl(key string) (value string, exists bool, err error)
+	WriteSysctl(key, value string) error
+	ModuleSupport() bool
+	ModuleState(name string) (host.ModuleState, error)
+	LoadModule(ctx context.Context, name string) error
+}
+
+// Env is what stages see: the spec, the target root, the live kernel, and
+// what earlier stages changed.
+type Env struct {
+	Spec *spec.Node
+	Root *host.Root
+	// Live is true when live state (kernel, systemd) is touched; false for
+	// an offline image root, where live steps are deferred to first boot.
+	Live    bool
+	Kernel  Kernel
+	Changes *ChangeSet
+}
+
+// Order is the fixed stage order of the design.
+var Order = []string{"preflight", "machine-id", "kernel", "fetch", "install", "files", "containerd", "units"}
+
+// All returns the stages of this build in their fixed order.
+func All() []Stage {
+	return []Stage{kernelStage{}, filesStage{}}
+}
+
+// Select returns the stages named in only (all when only is empty), keeping
+// the fixed order. Unknown names are an error.
+func Select(all []Stage, only []string) ([]Stage, error) {
+	if len(only) == 0 {
+		return all, nil
+	}
+	want := map[string]bool{}
+	for _, name := range only {
+		found := false
+		for _, s := range all {
+			if s.Name() == name {
+				found = true
+			}
+		}
+		if !found {
+			names := make([]string, len(all))
+			for i, s := range all {
+				names[i] = s.Name()
+			}
+			return nil, fmt.Errorf("unknown stage %q (stages: %s)", name, strings.Join(names, ", "))
+		}
+		want[name] = true
+	}
+	var out []Stage
+	for _, s := range all {
+		if want[s.Name()] {
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
+// Observer is told about progress while a run goes on; the text output
+// prints from it so a boot log reads like a checklist.
+type Observer interface {
+	StageStarted(index, total int, name string)
+	ActionFinished(stage string, a ActionReport)
+}
+
+// StageError is a failure inside a stage.
+type StageError struct {
+	Stage    string
+	Resource string
+	Err      error
+}
+
+func (e *StageError) Error() string {
+	if e.Resource != "" {
+		return fmt.Sprintf("%s: %s: %v", e.Stage, e.Resource, e.Err)
+	}
+	return fmt.Sprintf("%s: %v", e.Stage, e.Err)
+}
+
+func (e *StageError) Unwrap() error { return e.Err }
+
+// run plans every stage in order and, in apply mode, executes each stage's
+// actions before the next stage plans, so later stages plan against the
+// converged state and see what changed.
+func run(ctx context.Context, env *Env, stages []Stage, mode Mode, obs Observer) ([]StageReport, int, error) {
+	var reports []StageReport
+	changed := 0
+	for i, st := range stages {
+		if obs != nil {
+			obs.StageStarted(i+1, len(stages), st.Name())
+		}
+		start := time.Now()
+		sr := StageReport{Name: st.Name(), Actions: []ActionReport{}}
+		actions, err := st.Plan(ctx, env)
+		if err != nil {
+			sr.DurationMs = ms(time.Since(start))
+			reports = append(reports, sr)
+			return reports, changed, &StageError{Stage: st.Name(), Err: err}
+		}
+		for _, a := range actions {
+			ar, err := runAction(ctx, env, a, mode)
+			if obs != nil {
+				obs.ActionFinished(st.Name(), ar)
+			}
+			sr.Actions = append(sr.Actions, ar)
+			if ar.Changed || ar.Status == StatusPending || ar.Status == StatusDrift {
+				changed++
+			}
+			if err != nil {
+				sr.DurationMs = ms(time.Since(start))
+				reports = append(reports, sr)
+				return reports, changed, &StageError{Stage: st.Name(), Resource: a.Resource, Err: err}
+			}
+		}
+		sr.DurationMs = ms(time.Since(start))
+		reports = append(reports, sr)
+		if err := ctx.Err(); err != nil {
+			return reports, changed, err
+		}
+	}
+	return reports, changed, nil
+}
+
+func runAction(ctx context.Context, env *Env, a *Action, mode Mode) (ActionReport, error) {
+	ar := ActionReport{Resource: a.Resource, Op: a.Op, Detail: a.Detail, Diff: a.Diff}
+	switch {
+	case a.Op == OpDeferred:
+		ar.Status = StatusDeferred
+		return ar, nil
+	case a.Op == OpUnmanaged:
+		ar.Status = StatusUnmanaged
+		return ar, nil
+	case !a.Op.Changes():
+		ar.Status = StatusUnchanged
+		return ar, nil
+	case mode == ModePlan:
+		ar.Status = StatusPending
+		env.Changes.add(a)
+		return ar, nil
+	case mode == ModeCheck:
+		ar.Status = StatusDrift
+		env.Changes.add(a)
+		return ar, nil
+	}
+	start := time.Now()
+	err := a.Run(ctx)
+	ar.DurationMs = ms(time.Since(start))
+	if err != nil {
+		ar.Status = StatusFailed
+		ar.Error = err.Error()
+		return ar, err
+	}
+	ar.Status = StatusChanged
+	ar.Changed = true
+	env.Changes.add(a)
+	return ar, nil
+}
+
+// errClass maps an error to the report's stable error class.
+func errClass(err error) string {
+	var se *StageError
+	var le *LockError
+	switch {
+	case errors.As(err, &le):
+		return "lock"
+	case errors.As(err, &se):
+		return "stage"
+	}
+	return "run"
+}
