@@ -92,7 +92,7 @@ func errorText(e *ErrorReport) string {
 	if e.Stage != "" {
 		prefix = append(prefix, e.Stage)
 	}
-	if e.Resource != "" {
+	if e.Resource != "" && !strings.HasPrefix(e.Message, e.Resource+":") {
 		prefix = append(prefix, e.Resource)
 	}
 	if len(prefix) == 0 {
