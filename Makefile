@@ -9,6 +9,7 @@ DEMO_ROOT ?= $(CURDIR)/_demo/root
 # Debian packages the tests use: unshare (util-linux) for private network
 # namespaces, iproute2 to inspect them.
 TEST_DEBS := util-linux iproute2 kmod procps
+GO_DIRS   := $(wildcard cmd spec stages fetch schema e2e)
 
 .PHONY: all build test unit e2e bench demo lint fuzz generate deps clean
 
@@ -29,7 +30,7 @@ deps:
 
 test: deps build
 	$(GO) vet ./...
-	@test -z "$$(gofmt -l cmd spec stages fetch schema e2e)" || { gofmt -l cmd spec stages fetch schema e2e; echo "gofmt needed"; exit 1; }
+	@test -z "$$(gofmt -l $(GO_DIRS))" || { gofmt -l $(GO_DIRS); echo "gofmt needed"; exit 1; }
 	NODEPROV_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 ./...
 
 unit:
@@ -48,7 +49,7 @@ generate:
 	$(GO) generate ./...
 
 lint:
-	@test -z "$$(gofmt -l cmd spec stages fetch schema e2e)" || { gofmt -l cmd spec stages fetch schema e2e; exit 1; }
+	@test -z "$$(gofmt -l $(GO_DIRS))" || { gofmt -l $(GO_DIRS); exit 1; }
 	$(GO) vet ./...
 
 demo: build

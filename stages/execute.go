@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nodeprov/nodeprov/stages/plan"
+
 	"github.com/nodeprov/nodeprov/spec"
 	"github.com/nodeprov/nodeprov/stages/host"
 )
@@ -25,7 +27,7 @@ type Options struct {
 	// RootDir is "/".
 	Live *bool
 	// Kernel is the live kernel; nil uses the host's.
-	Kernel Kernel
+	Kernel plan.Kernel
 	// Stages limits the run to these stage names (all when empty).
 	Stages      []string
 	LockTimeout time.Duration
@@ -84,7 +86,7 @@ func Execute(ctx context.Context, o Options) *Report {
 	defer lock.Release()
 
 	rep.Warnings = append(rep.Warnings, unhandled(o.Doc.Spec, selected)...)
-	env := &Env{Spec: o.Doc.Spec, Root: root, Live: live, Kernel: kernel, Changes: NewChangeSet()}
+	env := &plan.Env{Spec: o.Doc.Spec, Root: root, Live: live, Kernel: kernel, Changes: plan.NewChangeSet()}
 	stageReports, changed, runErr := run(ctx, env, selected, o.Mode, o.Observer)
 	rep.Stages = stageReports
 	rep.Changed = changed
@@ -131,7 +133,7 @@ func recordLastRun(root *host.Root, rep *Report, live bool) error {
 
 // unhandled names spec sections that no selected stage of this build acts
 // on, so an operator is never left thinking they were applied.
-func unhandled(n *spec.Node, selected []Stage) []string {
+func unhandled(n *spec.Node, selected []plan.Stage) []string {
 	has := map[string]bool{}
 	for _, s := range selected {
 		has[s.Name()] = true

@@ -3,13 +3,15 @@ package stages
 import (
 	"time"
 
+	"github.com/nodeprov/nodeprov/stages/plan"
+
 	"github.com/nodeprov/nodeprov/spec"
 )
 
 // Status is the outcome of one action in a report.
 type Status string
 
-// Action statuses. plan reports "pending" for what apply would change and
+// plan.Action statuses. plan reports "pending" for what apply would change and
 // check reports "drift"; apply reports "changed" or "failed".
 const (
 	StatusChanged   Status = "changed"
@@ -56,7 +58,7 @@ type StageReport struct {
 // ActionReport is one action's outcome.
 type ActionReport struct {
 	Resource   string  `json:"resource"`
-	Op         Op      `json:"op"`
+	Op         plan.Op `json:"op"`
 	Status     Status  `json:"status"`
 	Changed    bool    `json:"changed"`
 	DurationMs float64 `json:"durationMs"`

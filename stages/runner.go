@@ -7,8 +7,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nodeprov/nodeprov/spec"
-	"github.com/nodeprov/nodeprov/stages/host"
+	"github.com/nodeprov/nodeprov/stages/files"
+	"github.com/nodeprov/nodeprov/stages/kernel"
+	"github.com/nodeprov/nodeprov/stages/plan"
 )
 
 // Mode is what a run does with the actions it plans.
@@ -24,45 +25,17 @@ const (
 	ModeCheck Mode = "check"
 )
 
-// Stage plans the actions that converge one part of the node.
-type Stage interface {
-	Name() string
-	Plan(ctx context.Context, env *Env) ([]*Action, error)
-}
-
-// Kernel is the live kernel interface the kernel stage needs;
-// *host.Kernel implements it.
-type Kernel interface {
-	ReadSysctl(key string) (value string, exists bool, err error)
-	WriteSysctl(key, value string) error
-	ModuleSupport() bool
-	ModuleState(name string) (host.ModuleState, error)
-	LoadModule(ctx context.Context, name string) error
-}
-
-// Env is what stages see: the spec, the target root, the live kernel, and
-// what earlier stages changed.
-type Env struct {
-	Spec *spec.Node
-	Root *host.Root
-	// Live is true when live state (kernel, systemd) is touched; false for
-	// an offline image root, where live steps are deferred to first boot.
-	Live    bool
-	Kernel  Kernel
-	Changes *ChangeSet
-}
-
 // Order is the fixed stage order of the design.
 var Order = []string{"preflight", "machine-id", "kernel", "fetch", "install", "files", "containerd", "units"}
 
 // All returns the stages of this build in their fixed order.
-func All() []Stage {
-	return []Stage{kernelStage{}, filesStage{}}
+func All() []plan.Stage {
+	return []plan.Stage{kernel.Stage{}, files.Stage{}}
 }
 
 // Select returns the stages named in only (all when only is empty), keeping
 // the fixed order. Unknown names are an error.
-func Select(all []Stage, only []string) ([]Stage, error) {
+func Select(all []plan.Stage, only []string) ([]plan.Stage, error) {
 	if len(only) == 0 {
 		return all, nil
 	}
@@ -83,7 +56,7 @@ func Select(all []Stage, only []string) ([]Stage, error) {
 		}
 		want[name] = true
 	}
-	var out []Stage
+	var out []plan.Stage
 	for _, s := range all {
 		if want[s.Name()] {
 			out = append(out, s)
@@ -118,7 +91,7 @@ func (e *StageError) Unwrap() error { return e.Err }
 // run plans every stage in order and, in apply mode, executes each stage's
 // actions before the next stage plans, so later stages plan against the
 // converged state and see what changed.
-func run(ctx context.Context, env *Env, stages []Stage, mode Mode, obs Observer) ([]StageReport, int, error) {
+func run(ctx context.Context, env *plan.Env, stages []plan.Stage, mode Mode, obs Observer) ([]StageReport, int, error) {
 	var reports []StageReport
 	changed := 0
 	for i, st := range stages {
@@ -157,13 +130,13 @@ func run(ctx context.Context, env *Env, stages []Stage, mode Mode, obs Observer)
 	return reports, changed, nil
 }
 
-func runAction(ctx context.Context, env *Env, a *Action, mode Mode) (ActionReport, error) {
+func runAction(ctx context.Context, env *plan.Env, a *plan.Action, mode Mode) (ActionReport, error) {
 	ar := ActionReport{Resource: a.Resource, Op: a.Op, Detail: a.Detail, Diff: a.Diff}
 	switch {
-	case a.Op == OpDeferred:
+	case a.Op == plan.OpDeferred:
 		ar.Status = StatusDeferred
 		return ar, nil
-	case a.Op == OpUnmanaged:
+	case a.Op == plan.OpUnmanaged:
 		ar.Status = StatusUnmanaged
 		return ar, nil
 	case !a.Op.Changes():
@@ -171,11 +144,11 @@ func runAction(ctx context.Context, env *Env, a *Action, mode Mode) (ActionRepor
 		return ar, nil
 	case mode == ModePlan:
 		ar.Status = StatusPending
-		env.Changes.add(a)
+		env.Changes.Record(a)
 		return ar, nil
 	case mode == ModeCheck:
 		ar.Status = StatusDrift
-		env.Changes.add(a)
+		env.Changes.Record(a)
 		return ar, nil
 	}
 	start := time.Now()
@@ -188,7 +161,7 @@ func runAction(ctx context.Context, env *Env, a *Action, mode Mode) (ActionRepor
 	}
 	ar.Status = StatusChanged
 	ar.Changed = true
-	env.Changes.add(a)
+	env.Changes.Record(a)
 	return ar, nil
 }
 

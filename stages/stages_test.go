@@ -12,7 +12,10 @@ import (
 	"time"
 
 	"github.com/nodeprov/nodeprov/spec"
+	"github.com/nodeprov/nodeprov/stages/files"
 	"github.com/nodeprov/nodeprov/stages/host"
+	"github.com/nodeprov/nodeprov/stages/kernel"
+	"github.com/nodeprov/nodeprov/stages/plan"
 )
 
 const testSpec = `apiVersion: nodeprov/v1alpha1
@@ -76,7 +79,7 @@ func load(t testing.TB, src string) *spec.Document {
 	return doc
 }
 
-func execute(t testing.TB, mode Mode, doc *spec.Document, root string, k Kernel) *Report {
+func execute(t testing.TB, mode Mode, doc *spec.Document, root string, k plan.Kernel) *Report {
 	t.Helper()
 	live := true
 	return Execute(context.Background(), Options{Mode: mode, Doc: doc, RootDir: root, Live: &live, Kernel: k})
@@ -123,7 +126,7 @@ func TestApplyConvergesAndReapplyChangesNothing(t *testing.T) {
 		t.Errorf("somaxconn = %q after apply, want 4096", v)
 	}
 	conf, _ := os.ReadFile(filepath.Join(root, "etc/sysctl.d/99-nodeprov.conf"))
-	if string(conf) != ManagedHeader+"net.core.somaxconn = 4096\nnet.ipv4.ip_forward = 1\n" {
+	if string(conf) != plan.ManagedHeader+"net.core.somaxconn = 4096\nnet.ipv4.ip_forward = 1\n" {
 		t.Errorf("sysctl.d file =\n%s", conf)
 	}
 	st, err := os.Stat(filepath.Join(root, "etc/secret"))
@@ -277,15 +280,15 @@ func TestKernelErrorsNameTheKeyAndPersistNothing(t *testing.T) {
 	tests := []struct {
 		name    string
 		sysctl  string
-		kernel  func(*host.Kernel) Kernel
+		kernel  func(*host.Kernel) plan.Kernel
 		wantErr string
 	}{
-		{"missing key", "net.ipv4.no_such_key: \"1\"", func(k *host.Kernel) Kernel { return k },
+		{"missing key", "net.ipv4.no_such_key: \"1\"", func(k *host.Kernel) plan.Kernel { return k },
 			"sysctl net.ipv4.no_such_key: no such key"},
-		{"refused value", "net.core.somaxconn: abc", func(k *host.Kernel) Kernel {
+		{"refused value", "net.core.somaxconn: abc", func(k *host.Kernel) plan.Kernel {
 			return refusingKernel{Kernel: k, refuse: map[string]bool{"net.core.somaxconn": true}}
 		}, "kernel refused value \"abc\""},
-		{"clamped value", "net.core.somaxconn: 99999999", func(k *host.Kernel) Kernel {
+		{"clamped value", "net.core.somaxconn: 99999999", func(k *host.Kernel) plan.Kernel {
 			return refusingKernel{Kernel: k, clamp: map[string]string{"net.core.somaxconn": "65535"}}
 		}, "kernel kept \"65535\" after writing \"99999999\""},
 	}
@@ -303,7 +306,7 @@ func TestKernelErrorsNameTheKeyAndPersistNothing(t *testing.T) {
 			if r.Error.Stage != "kernel" || !strings.HasPrefix(r.Error.Resource, "sysctl ") || !strings.Contains(r.Error.Message, tt.wantErr) {
 				t.Errorf("error = %+v, want kernel/sysctl … %q", r.Error, tt.wantErr)
 			}
-			if _, err := os.Stat(filepath.Join(root, SysctlConfPath)); !errors.Is(err, fs.ErrNotExist) {
+			if _, err := os.Stat(filepath.Join(root, kernel.SysctlConfPath)); !errors.Is(err, fs.ErrNotExist) {
 				t.Errorf("a refused value reached the boot-time file (stat: %v)", err)
 			}
 		})
@@ -317,9 +320,9 @@ func TestModuleStates(t *testing.T) {
 	k := fakeKernel(t, dir, nil, "overlay")
 	writeFile(t, filepath.Join(k.ModulesDir, k.Release, "modules.builtin"), "kernel/net/bridge/br_netfilter.ko\n")
 	doc := load(t, "apiVersion: nodeprov/v1alpha1\nkind: Node\nkernel:\n  modules: [overlay, br-netfilter, vxlan]\n")
-	plan := execute(t, ModePlan, doc, root, k)
+	planned := execute(t, ModePlan, doc, root, k)
 	got := map[string]string{}
-	for _, a := range plan.Stages[0].Actions {
+	for _, a := range planned.Stages[0].Actions {
 		got[a.Resource] = string(a.Op) + " " + a.Detail
 	}
 	want := map[string]string{
@@ -342,7 +345,7 @@ func TestModuleStates(t *testing.T) {
 	os.Remove(filepath.Join(k.ProcDir, "modules"))
 	r = execute(t, ModePlan, doc, root, k)
 	for _, a := range r.Stages[0].Actions[:3] {
-		if a.Op != OpNone || !strings.Contains(a.Detail, "builtin") {
+		if a.Op != plan.OpNone || !strings.Contains(a.Detail, "builtin") {
 			t.Errorf("no module support: %s = %s %q, want none/builtin", a.Resource, a.Op, a.Detail)
 		}
 	}
@@ -411,7 +414,7 @@ func TestLockWaitsThenTimesOut(t *testing.T) {
 type recorder struct{ seen *[]string }
 
 func (recorder) Name() string { return "recorder" }
-func (r recorder) Plan(ctx context.Context, env *Env) ([]*Action, error) {
+func (r recorder) Plan(ctx context.Context, env *plan.Env) ([]*plan.Action, error) {
 	*r.seen = env.Changes.Paths()
 	return nil, nil
 }
@@ -432,8 +435,8 @@ func TestLaterStagesSeeEarlierChanges(t *testing.T) {
 	}
 	for i, step := range steps {
 		var seen []string
-		env := &Env{Spec: doc.Spec, Root: root, Changes: NewChangeSet()}
-		if _, _, err := run(context.Background(), env, []Stage{filesStage{}, recorder{&seen}}, step.mode, nil); err != nil {
+		env := &plan.Env{Spec: doc.Spec, Root: root, Changes: plan.NewChangeSet()}
+		if _, _, err := run(context.Background(), env, []plan.Stage{files.Stage{}, recorder{&seen}}, step.mode, nil); err != nil {
 			t.Fatal(err)
 		}
 		if strings.Join(seen, ",") != strings.Join(step.want, ",") {

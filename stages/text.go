@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/nodeprov/nodeprov/stages/plan"
 )
 
 // TextObserver prints a run as a numbered checklist while it happens.
@@ -40,17 +42,17 @@ func (t *TextObserver) ActionFinished(stage string, a ActionReport) {
 	}
 }
 
-func opSymbol(op Op) string {
+func opSymbol(op plan.Op) string {
 	switch op {
-	case OpCreate:
+	case plan.OpCreate:
 		return "+"
-	case OpUpdate:
+	case plan.OpUpdate:
 		return "~"
-	case OpDelete:
+	case plan.OpDelete:
 		return "-"
-	case OpDeferred:
+	case plan.OpDeferred:
 		return ">"
-	case OpUnmanaged:
+	case plan.OpUnmanaged:
 		return "!"
 	}
 	return "="

@@ -1,4 +1,6 @@
-package stages
+// Package kernel is the kernel stage: modules and sysctl values, live and
+// persisted for boot.
+package kernel
 
 import (
 	"context"
@@ -8,6 +10,7 @@ import (
 
 	"github.com/nodeprov/nodeprov/spec"
 	"github.com/nodeprov/nodeprov/stages/host"
+	"github.com/nodeprov/nodeprov/stages/plan"
 )
 
 // Files the kernel stage persists, read at boot by systemd-modules-load and
@@ -17,16 +20,18 @@ const (
 	SysctlConfPath  = "/etc/sysctl.d/99-nodeprov.conf"
 )
 
-// kernelStage loads modules and applies sysctl values live, then persists
+// Stage loads modules and applies sysctl values live, then persists
 // both so they survive a reboot. Live state goes first: a value the kernel
 // refuses must never be written into a boot-time file.
-type kernelStage struct{}
+type Stage struct{}
 
-func (kernelStage) Name() string { return "kernel" }
+// Name implements plan.Stage.
+func (Stage) Name() string { return "kernel" }
 
-func (kernelStage) Plan(ctx context.Context, env *Env) ([]*Action, error) {
+// Plan implements plan.Stage.
+func (Stage) Plan(ctx context.Context, env *plan.Env) ([]*plan.Action, error) {
 	k := env.Spec.Kernel
-	var actions []*Action
+	var actions []*plan.Action
 	for _, m := range k.Modules {
 		a, err := planModule(env, m)
 		if err != nil {
@@ -54,10 +59,10 @@ func (kernelStage) Plan(ctx context.Context, env *Env) ([]*Action, error) {
 	return append(actions, persist), nil
 }
 
-func planModule(env *Env, name string) (*Action, error) {
-	a := &Action{Resource: "module " + name}
+func planModule(env *plan.Env, name string) (*plan.Action, error) {
+	a := &plan.Action{Resource: "module " + name}
 	if !env.Live {
-		a.Op, a.Detail = OpDeferred, "loaded at boot by systemd-modules-load"
+		a.Op, a.Detail = plan.OpDeferred, "loaded at boot by systemd-modules-load"
 		return a, nil
 	}
 	state, err := env.Kernel.ModuleState(name)
@@ -66,7 +71,7 @@ func planModule(env *Env, name string) (*Action, error) {
 	}
 	switch state {
 	case host.ModuleAbsent:
-		a.Op, a.Detail = OpCreate, "load with modprobe"
+		a.Op, a.Detail = plan.OpCreate, "load with modprobe"
 		a.Run = func(ctx context.Context) error {
 			if err := env.Kernel.LoadModule(ctx, name); err != nil {
 				return err
@@ -81,17 +86,17 @@ func planModule(env *Env, name string) (*Action, error) {
 			return nil
 		}
 	case host.ModuleAssumedBuiltin:
-		a.Op, a.Detail = OpNone, "builtin (kernel has no module support)"
+		a.Op, a.Detail = plan.OpNone, "builtin (kernel has no module support)"
 	default:
-		a.Op, a.Detail = OpNone, state.String()
+		a.Op, a.Detail = plan.OpNone, state.String()
 	}
 	return a, nil
 }
 
-func planSysctl(env *Env, key, want string) (*Action, error) {
-	a := &Action{Resource: "sysctl " + key}
+func planSysctl(env *plan.Env, key, want string) (*plan.Action, error) {
+	a := &plan.Action{Resource: "sysctl " + key}
 	if !env.Live {
-		a.Op, a.Detail = OpDeferred, want+" at boot by systemd-sysctl"
+		a.Op, a.Detail = plan.OpDeferred, want+" at boot by systemd-sysctl"
 		return a, nil
 	}
 	cur, exists, err := env.Kernel.ReadSysctl(key)
@@ -100,10 +105,10 @@ func planSysctl(env *Env, key, want string) (*Action, error) {
 	}
 	wantNorm := host.NormalizeSysctl(want)
 	if exists && host.NormalizeSysctl(cur) == wantNorm {
-		a.Op, a.Detail = OpNone, wantNorm
+		a.Op, a.Detail = plan.OpNone, wantNorm
 		return a, nil
 	}
-	a.Op = OpUpdate
+	a.Op = plan.OpUpdate
 	a.Detail = fmt.Sprintf("%s -> %s", host.NormalizeSysctl(cur), wantNorm)
 	if !exists {
 		// Keys can appear when a module of this run loads (net.bridge.*
@@ -128,11 +133,11 @@ func planSysctl(env *Env, key, want string) (*Action, error) {
 
 // planPersisted writes a generated boot-time file, or removes it when the
 // spec no longer asks for anything (data is nil).
-func planPersisted(root *host.Root, resource, p string, data []byte) (*Action, error) {
+func planPersisted(root *host.Root, resource, p string, data []byte) (*plan.Action, error) {
 	if data == nil {
-		return PlanRemove(root, resource, p)
+		return plan.PlanRemove(root, resource, p)
 	}
-	return PlanFile(root, resource, FileSpec{Path: p, Data: data, Mode: 0o644})
+	return plan.PlanFile(root, resource, plan.FileSpec{Path: p, Data: data, Mode: 0o644})
 }
 
 func modulesFile(mods []string) []byte {
@@ -142,7 +147,7 @@ func modulesFile(mods []string) []byte {
 	sorted := append([]string(nil), mods...)
 	sort.Strings(sorted)
 	var b strings.Builder
-	b.WriteString(ManagedHeader)
+	b.WriteString(plan.ManagedHeader)
 	for _, m := range sorted {
 		b.WriteString(m)
 		b.WriteByte('\n')
@@ -155,7 +160,7 @@ func sysctlFile(values map[string]spec.Scalar) []byte {
 		return nil
 	}
 	var b strings.Builder
-	b.WriteString(ManagedHeader)
+	b.WriteString(plan.ManagedHeader)
 	for _, k := range sortedKeys(values) {
 		fmt.Fprintf(&b, "%s = %s\n", k, values[k])
 	}

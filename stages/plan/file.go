@@ -1,10 +1,11 @@
-package stages
+package plan
 
 import (
 	"bytes"
 	"context"
 	"fmt"
 	"io/fs"
+	"strings"
 
 	"github.com/nodeprov/nodeprov/stages/host"
 	"github.com/nodeprov/nodeprov/stages/textdiff"
@@ -44,12 +45,12 @@ func PlanFile(root *host.Root, resource string, want FileSpec) (*Action, error) 
 	}
 	if !st.Exists {
 		a.Op, a.Run = OpCreate, write
-		a.Detail = fmt.Sprintf("%d bytes, mode %s, owner %d:%d", len(want.Data), octal(want.Mode), want.UID, want.GID)
+		a.Detail = fmt.Sprintf("%d bytes, mode %s, owner %d:%d", len(want.Data), Octal(want.Mode), want.UID, want.GID)
 		a.Diff = fileDiff(want.Path, nil, want.Data, hide)
 		return a, nil
 	}
 	if st.Type != 0 && st.Type != fs.ModeSymlink {
-		return nil, fmt.Errorf("%s exists and is a %s, not a regular file; remove it or change the spec", want.Path, typeName(st.Type))
+		return nil, fmt.Errorf("%s exists and is a %s, not a regular file; remove it or change the spec", want.Path, TypeName(st.Type))
 	}
 	if st.Type == fs.ModeSymlink {
 		a.Op, a.Run = OpUpdate, write
@@ -66,7 +67,7 @@ func PlanFile(root *host.Root, resource string, want FileSpec) (*Action, error) 
 		a.Diff = fileDiff(want.Path, cur, want.Data, hide || st.Mode&0o004 == 0)
 	}
 	if st.Mode != want.Mode {
-		changes = append(changes, fmt.Sprintf("mode %s -> %s", octal(st.Mode), octal(want.Mode)))
+		changes = append(changes, fmt.Sprintf("mode %s -> %s", Octal(st.Mode), Octal(want.Mode)))
 	}
 	if st.UID != want.UID || st.GID != want.GID {
 		changes = append(changes, fmt.Sprintf("owner %d:%d -> %d:%d", st.UID, st.GID, want.UID, want.GID))
@@ -85,7 +86,7 @@ func PlanFile(root *host.Root, resource string, want FileSpec) (*Action, error) 
 			return root.Chmod(want.Path, want.Mode)
 		}
 	}
-	a.Detail = joinComma(changes)
+	a.Detail = strings.Join(changes, ", ")
 	return a, nil
 }
 
@@ -115,7 +116,9 @@ func fileDiff(p string, old, new []byte, secret bool) string {
 	return d
 }
 
-func octal(m fs.FileMode) string {
+// Octal formats permission bits, including setuid, setgid and sticky, as
+// "0755".
+func Octal(m fs.FileMode) string {
 	v := uint32(m.Perm())
 	if m&fs.ModeSetuid != 0 {
 		v |= 0o4000
@@ -129,7 +132,8 @@ func octal(m fs.FileMode) string {
 	return fmt.Sprintf("%04o", v)
 }
 
-func typeName(t fs.FileMode) string {
+// TypeName names a file type for messages ("directory", "FIFO").
+func TypeName(t fs.FileMode) string {
 	switch {
 	case t&fs.ModeDir != 0:
 		return "directory"
@@ -143,15 +147,4 @@ func typeName(t fs.FileMode) string {
 		return "device"
 	}
 	return "special file"
-}
-
-func joinComma(s []string) string {
-	var b bytes.Buffer
-	for i, x := range s {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteString(x)
-	}
-	return b.String()
 }

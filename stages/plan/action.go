@@ -1,4 +1,7 @@
-package stages
+// Package plan holds what every stage shares: actions that describe and
+// converge one resource, the environment a stage plans in, and the set of
+// changes later stages react to.
+package plan
 
 import (
 	"context"
@@ -59,7 +62,9 @@ type ChangeSet struct {
 // NewChangeSet returns an empty ChangeSet.
 func NewChangeSet() *ChangeSet { return &ChangeSet{paths: map[string]bool{}} }
 
-func (c *ChangeSet) add(a *Action) {
+// Record notes that a has changed (or, in plan and check, would change)
+// its resource.
+func (c *ChangeSet) Record(a *Action) {
 	c.resources = append(c.resources, a.Resource)
 	for _, p := range a.Paths {
 		c.paths[p] = true

@@ -1,4 +1,6 @@
-package stages
+// Package files is the files stage: plain files, directories and symbolic
+// links from the spec.
+package files
 
 import (
 	"bytes"
@@ -12,19 +14,22 @@ import (
 
 	"github.com/nodeprov/nodeprov/spec"
 	"github.com/nodeprov/nodeprov/stages/host"
+	"github.com/nodeprov/nodeprov/stages/plan"
 )
 
 // maxDecodedFile bounds a gzip-encoded file's decompressed size.
 const maxDecodedFile = 64 << 20
 
-// filesStage converges the spec's files: regular files, directories and
+// Stage converges the spec's files: regular files, directories and
 // symbolic links.
-type filesStage struct{}
+type Stage struct{}
 
-func (filesStage) Name() string { return "files" }
+// Name implements plan.Stage.
+func (Stage) Name() string { return "files" }
 
-func (filesStage) Plan(ctx context.Context, env *Env) ([]*Action, error) {
-	var actions []*Action
+// Plan implements plan.Stage.
+func (Stage) Plan(ctx context.Context, env *plan.Env) ([]*plan.Action, error) {
+	var actions []*plan.Action
 	for _, f := range env.Spec.Files {
 		a, err := planSpecFile(env.Root, f)
 		if err != nil {
@@ -35,7 +40,7 @@ func (filesStage) Plan(ctx context.Context, env *Env) ([]*Action, error) {
 	return actions, nil
 }
 
-func planSpecFile(root *host.Root, f spec.File) (*Action, error) {
+func planSpecFile(root *host.Root, f spec.File) (*plan.Action, error) {
 	uid, gid, err := ResolveOwner(root, f.Owner)
 	if err != nil {
 		return nil, err
@@ -51,54 +56,54 @@ func planSpecFile(root *host.Root, f spec.File) (*Action, error) {
 	if err != nil {
 		return nil, err
 	}
-	return PlanFile(root, "file "+f.Path, FileSpec{Path: f.Path, Data: data, Mode: mode, UID: uid, GID: gid})
+	return plan.PlanFile(root, "file "+f.Path, plan.FileSpec{Path: f.Path, Data: data, Mode: mode, UID: uid, GID: gid})
 }
 
-func planDir(root *host.Root, p string, mode fs.FileMode, uid, gid int) (*Action, error) {
+func planDir(root *host.Root, p string, mode fs.FileMode, uid, gid int) (*plan.Action, error) {
 	st, err := root.Lstat(p)
 	if err != nil {
 		return nil, err
 	}
-	a := &Action{Resource: "directory " + p, Paths: []string{p}}
+	a := &plan.Action{Resource: "directory " + p, Paths: []string{p}}
 	run := func(context.Context) error { return root.EnsureDir(p, mode, uid, gid) }
 	switch {
 	case !st.Exists:
-		a.Op, a.Run = OpCreate, run
-		a.Detail = fmt.Sprintf("mode %s, owner %d:%d", octal(mode), uid, gid)
+		a.Op, a.Run = plan.OpCreate, run
+		a.Detail = fmt.Sprintf("mode %s, owner %d:%d", plan.Octal(mode), uid, gid)
 		return a, nil
 	case st.Type != fs.ModeDir:
 		return nil, fmt.Errorf("exists and is a %s, not a directory", describeType(st.Type))
 	}
 	var changes []string
 	if st.Mode != mode {
-		changes = append(changes, fmt.Sprintf("mode %s -> %s", octal(st.Mode), octal(mode)))
+		changes = append(changes, fmt.Sprintf("mode %s -> %s", plan.Octal(st.Mode), plan.Octal(mode)))
 	}
 	if st.UID != uid || st.GID != gid {
 		changes = append(changes, fmt.Sprintf("owner %d:%d -> %d:%d", st.UID, st.GID, uid, gid))
 	}
-	a.Op = OpNone
+	a.Op = plan.OpNone
 	if len(changes) > 0 {
-		a.Op, a.Run, a.Detail = OpUpdate, run, joinComma(changes)
+		a.Op, a.Run, a.Detail = plan.OpUpdate, run, strings.Join(changes, ", ")
 	}
 	return a, nil
 }
 
-func planSymlink(root *host.Root, p, target string) (*Action, error) {
+func planSymlink(root *host.Root, p, target string) (*plan.Action, error) {
 	st, err := root.Lstat(p)
 	if err != nil {
 		return nil, err
 	}
-	a := &Action{Resource: "symlink " + p, Paths: []string{p}, Detail: "-> " + target}
+	a := &plan.Action{Resource: "symlink " + p, Paths: []string{p}, Detail: "-> " + target}
 	run := func(context.Context) error { return root.Symlink(target, p) }
 	switch {
 	case !st.Exists:
-		a.Op, a.Run = OpCreate, run
+		a.Op, a.Run = plan.OpCreate, run
 	case st.Type == fs.ModeSymlink && st.LinkTarget == target:
-		a.Op = OpNone
+		a.Op = plan.OpNone
 	case st.Type == fs.ModeSymlink:
-		a.Op, a.Run, a.Detail = OpUpdate, run, fmt.Sprintf("-> %s (was -> %s)", target, st.LinkTarget)
+		a.Op, a.Run, a.Detail = plan.OpUpdate, run, fmt.Sprintf("-> %s (was -> %s)", target, st.LinkTarget)
 	case st.Type == 0:
-		a.Op, a.Run, a.Detail = OpUpdate, run, fmt.Sprintf("replace regular file with link -> %s", target)
+		a.Op, a.Run, a.Detail = plan.OpUpdate, run, fmt.Sprintf("replace regular file with link -> %s", target)
 	default:
 		return nil, fmt.Errorf("exists and is a %s; nodeprov does not replace it with a symlink", describeType(st.Type))
 	}
@@ -109,7 +114,7 @@ func describeType(t fs.FileMode) string {
 	if t == 0 {
 		return "regular file"
 	}
-	return typeName(t)
+	return plan.TypeName(t)
 }
 
 func decodeContents(f spec.File) ([]byte, error) {
