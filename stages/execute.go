@@ -87,7 +87,9 @@ func Execute(ctx context.Context, o Options) *Report {
 
 	rep.Warnings = append(rep.Warnings, unhandled(o.Doc.Spec, selected)...)
 	env := &plan.Env{Spec: o.Doc.Spec, Root: root, Live: live, Kernel: kernel, Changes: plan.NewChangeSet()}
+	env.Mode = string(o.Mode)
 	stageReports, changed, runErr := run(ctx, env, selected, o.Mode, o.Observer)
+	rep.Warnings = append(rep.Warnings, env.Warnings()...)
 	rep.Stages = stageReports
 	rep.Changed = changed
 	rep.Drift = o.Mode == ModeCheck && changed > 0

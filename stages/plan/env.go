@@ -2,6 +2,7 @@ package plan
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/nodeprov/nodeprov/spec"
 	"github.com/nodeprov/nodeprov/stages/host"
@@ -33,4 +34,18 @@ type Env struct {
 	Live    bool
 	Kernel  Kernel
 	Changes *ChangeSet
+	// Mode is "plan", "apply" or "check"; stages that must not even
+	// probe something expensive in plan mode can look at it.
+	Mode string
+
+	warnings []string
 }
+
+// Warnf records a warning for the report (an advisory probe that failed, a
+// policy that only warns). Warnings never fail a run.
+func (e *Env) Warnf(format string, args ...any) {
+	e.warnings = append(e.warnings, fmt.Sprintf(format, args...))
+}
+
+// Warnings returns the warnings recorded so far.
+func (e *Env) Warnings() []string { return append([]string(nil), e.warnings...) }
