@@ -7,8 +7,9 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -s -w -X main.version=$(VERSION)
 DEMO_ROOT ?= $(CURDIR)/_demo/root
 # Debian packages the tests use: unshare (util-linux) for private network
-# namespaces, iproute2 to inspect them.
-TEST_DEBS := util-linux iproute2 kmod procps
+# namespaces, iproute2 to inspect them, and the real container runtime
+# components the end-to-end tests install and run.
+TEST_DEBS := util-linux iproute2 kmod procps containerd runc runsc containernetworking-plugins busybox-static
 GO_DIRS   := $(wildcard cmd spec stages fetch schema e2e)
 
 .PHONY: all build test unit e2e bench demo lint fuzz generate deps clean

@@ -255,8 +255,14 @@ func FuzzLoad(f *testing.F) {
 	f.Add([]byte(header + "kernel: {sysctl: {a.b: [1]}}\n"))
 	f.Add([]byte("a: &a [*a]\n"))
 	f.Fuzz(func(t *testing.T, src []byte) {
-		_, err := Load("f.yaml", src)
+		doc, err := Load("f.yaml", src)
 		if err == nil {
+			// A spec that validates also expands, for every architecture.
+			for _, arch := range Arches() {
+				if _, err := Expand(doc.Spec, arch); err != nil {
+					t.Fatalf("valid spec does not expand for %s: %v", arch, err)
+				}
+			}
 			return
 		}
 		var ds *Diagnostics

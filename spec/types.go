@@ -42,33 +42,39 @@ type Kernel struct {
 	Sysctl  map[string]Scalar `yaml:"sysctl" desc:"Keys and values written to /etc/sysctl.d/99-nodeprov.conf and applied through /proc/sys."`
 }
 
-// Components are macros for well-known upstream releases.
+// Components are macros for well-known upstream releases. Expand turns each
+// into plain downloads with install targets (see catalog.go for the layouts).
 type Components struct {
-	Containerd *ContainerdComponent `yaml:"containerd" desc:"containerd release tarball (bin/* installed to /usr/local/bin)."`
-	Runc       *RuncComponent       `yaml:"runc" desc:"runc static binary, checksum and OpenPGP signature verified."`
-	CNI        *CNIComponent        `yaml:"cni" desc:"CNI reference plugins (installed to /opt/cni/bin)."`
-	GVisor     *GVisorComponent     `yaml:"gvisor" desc:"gVisor runsc and containerd-shim-runsc-v1."`
-	Crictl     *CrictlComponent     `yaml:"crictl" desc:"crictl from cri-tools."`
+	Containerd *ContainerdComponent `yaml:"containerd" desc:"containerd release tarball (bin/* installed to /usr/local/bin); versions 1.6, 1.7 and 2.x."`
+	Runc       *RuncComponent       `yaml:"runc" desc:"runc static binary (installed to /usr/local/sbin/runc), checksum verified; OpenPGP signatures too when keyring is set."`
+	CNI        *CNIComponent        `yaml:"cni" desc:"CNI reference plugins (installed to /opt/cni/bin); versions 1.0.0 and later."`
+	GVisor     *GVisorComponent     `yaml:"gvisor" desc:"gVisor runsc and containerd-shim-runsc-v1 (installed to /usr/local/bin)."`
+	Crictl     *CrictlComponent     `yaml:"crictl" desc:"crictl from cri-tools (installed to /usr/local/bin)."`
 }
 
-// Release holds what every component shares: which version, where from, and
-// an optional pinned digest of the main artifact.
+// Release holds what every component shares: which version, where from, an
+// optional pinned digest of the main artifact per architecture, and a size
+// cap.
 type Release struct {
-	Version Version `yaml:"version" required:"true" desc:"Upstream release version, without a leading v."`
-	BaseURL string  `yaml:"baseURL" desc:"Replaces the upstream release URL prefix (before mirrors are applied)."`
+	Version Version           `yaml:"version" required:"true" desc:"Upstream release version, without a leading v."`
+	BaseURL string            `yaml:"baseURL" desc:"URL of a directory laid out like the upstream release directory (which includes the version, e.g. https://github.com/containerd/containerd/releases/download/v2.1.4); the release's file names are appended to it (for gVisor <x86_64|aarch64>/runsc). Mirrors still apply."`
+	SHA256  map[string]string `yaml:"sha256" desc:"Pinned SHA-256 of the main artifact (containerd tarball, runc binary, CNI tarball, runsc, crictl tarball) per architecture (amd64, arm64); the checksum file is used for the others."`
+	MaxSize Size              `yaml:"maxSize" desc:"Largest accepted download of each of the component's artifacts, e.g. 512Mi; the catalog's cap when absent."`
 }
 
 // ContainerdComponent installs a containerd release.
 type ContainerdComponent struct {
 	Release    `yaml:",inline"`
-	Static     bool   `yaml:"static" desc:"Use the containerd-static tarball."`
-	InstallDir string `yaml:"installDir" default:"/usr/local/bin" desc:"Directory that receives the binaries from bin/."`
+	Static     bool     `yaml:"static" desc:"Use the statically linked containerd-static tarball (published for 1.7 and 2.x and by later 1.6 patch releases)."`
+	Binaries   []string `yaml:"binaries" desc:"Binaries from bin/ to install; all of the release's when empty (2.x: containerd, containerd-shim-runc-v2, containerd-stress, ctr; 1.6/1.7 also containerd-shim, containerd-shim-runc-v1)."`
+	InstallDir string   `yaml:"installDir" default:"/usr/local/bin" desc:"Directory that receives the binaries from bin/."`
 }
 
 // RuncComponent installs runc.
 type RuncComponent struct {
 	Release `yaml:",inline"`
 	Path    string `yaml:"path" default:"/usr/local/sbin/runc" desc:"Install path of the runc binary."`
+	Keyring string `yaml:"keyring" desc:"Name of an entry in keyrings (runc's runc.keyring). With it, the clearsigned runc.sha256sum and the detached runc.<arch>.asc are verified; without it, runc is verified only by the unsigned checksum from the same origin."`
 }
 
 // CNIComponent installs CNI reference plugins.
@@ -140,7 +146,7 @@ type Keyring struct {
 
 // Containerd describes the containerd configuration.
 type Containerd struct {
-	ConfigVersion  string              `yaml:"configVersion" enum:"auto|2|3" default:"auto" desc:"Config layout: 2 for containerd 1.6/1.7, 3 for 2.x; auto picks from the component or installed binary."`
+	ConfigVersion  Scalar              `yaml:"configVersion" enum:"auto|2|3" default:"auto" desc:"Config layout: 2 for containerd 1.6/1.7, 3 for 2.x; auto picks from the component or installed binary."`
 	CgroupDriver   string              `yaml:"cgroupDriver" enum:"auto|systemd|cgroupfs" default:"auto" desc:"runc cgroup driver; auto uses systemd when it is PID 1 and cgroup v2 or the unified hierarchy is in use."`
 	Root           string              `yaml:"root" default:"/var/lib/containerd" desc:"containerd persistent state directory."`
 	State          string              `yaml:"state" default:"/run/containerd" desc:"containerd runtime state directory."`
@@ -156,13 +162,14 @@ type Containerd struct {
 
 // Runtime is a containerd runtime handler.
 type Runtime struct {
-	Type                         string         `yaml:"type" required:"true" desc:"runtime_type, e.g. io.containerd.runc.v2, io.containerd.runsc.v1, io.containerd.kata.v2."`
-	Path                         string         `yaml:"path" desc:"Shim binary path, when not on PATH."`
-	BinaryName                   string         `yaml:"binaryName" desc:"OCI runtime binary for the runc shim (e.g. runsc through io.containerd.runc.v2)."`
-	ConfigPath                   string         `yaml:"configPath" desc:"Runtime configuration file (runsc.toml, Kata configuration.toml)."`
-	PodAnnotations               []string       `yaml:"podAnnotations" desc:"Pod annotations passed to the runtime."`
-	PrivilegedWithoutHostDevices bool           `yaml:"privilegedWithoutHostDevices" desc:"Do not expose host devices to privileged containers."`
-	Options                      map[string]any `yaml:"options" desc:"Free-form runtime options."`
+	Type                         string            `yaml:"type" required:"true" desc:"runtime_type, e.g. io.containerd.runc.v2, io.containerd.runsc.v1, io.containerd.kata.v2."`
+	Path                         string            `yaml:"path" desc:"Shim binary path, when not on PATH."`
+	BinaryName                   string            `yaml:"binaryName" desc:"OCI runtime binary for the runc shim (e.g. runsc through io.containerd.runc.v2)."`
+	ConfigPath                   string            `yaml:"configPath" desc:"Runtime configuration file (runsc.toml, Kata configuration.toml)."`
+	PodAnnotations               []string          `yaml:"podAnnotations" desc:"Pod annotations passed to the runtime."`
+	PrivilegedWithoutHostDevices bool              `yaml:"privilegedWithoutHostDevices" desc:"Do not expose host devices to privileged containers."`
+	Options                      map[string]any    `yaml:"options" desc:"Free-form runtime options."`
+	RunscConfig                  map[string]string `yaml:"runscConfig" desc:"gVisor only: runsc flags (without leading dashes) rendered into runsc.toml, e.g. network: none."`
 }
 
 // Registry is the hosts.toml of one registry host.

@@ -19,6 +19,9 @@ import (
 type validator struct {
 	doc  *Document
 	sink *diagSink
+	// targets maps each install target claimed so far (by a component or
+	// a download) to the key path that claims it.
+	targets map[string]string
 }
 
 func (v *validator) errf(p, format string, args ...any) {
@@ -50,7 +53,7 @@ func (v *validator) posOf(p string) Pos {
 }
 
 func validate(doc *Document, sink *diagSink) {
-	v := &validator{doc: doc, sink: sink}
+	v := &validator{doc: doc, sink: sink, targets: map[string]string{}}
 	n := doc.Spec
 	v.enums(reflect.ValueOf(n).Elem(), "")
 	if n.APIVersion != "" && n.APIVersion != APIVersion {
@@ -60,7 +63,7 @@ func validate(doc *Document, sink *diagSink) {
 		v.errf("metadata.name", "invalid name %q: use lower-case letters, digits and '-' (at most 63)", n.Metadata.Name)
 	}
 	v.kernel(&n.Kernel)
-	v.components(&n.Components)
+	v.components(&n.Components, n.Keyrings)
 	v.mirrors(n.Mirrors)
 	v.keyrings(n.Keyrings)
 	v.downloads(n.Downloads, n.Keyrings)
@@ -165,7 +168,7 @@ func (v *validator) kernel(k *Kernel) {
 	}
 }
 
-func (v *validator) components(c *Components) {
+func (v *validator) components(c *Components, keyrings map[string]Keyring) {
 	type rel struct {
 		name    string
 		r       *Release
@@ -180,24 +183,12 @@ func (v *validator) components(c *Components) {
 	if c.Runc != nil {
 		rels = append(rels, rel{"runc", &c.Runc.Release, semverPre, "1.3.0"})
 		v.absPath("components.runc.path", c.Runc.Path)
+		v.keyringRef("components.runc.keyring", c.Runc.Keyring, keyrings)
 	}
 	if c.CNI != nil {
 		rels = append(rels, rel{"cni", &c.CNI.Release, semver, "1.7.1"})
 		v.absPath("components.cni.installDir", c.CNI.InstallDir)
-		seen := map[string]bool{}
-		for i, pl := range c.CNI.Plugins {
-			p := indexPath("components.cni.plugins", i)
-			if !contains(CNIPlugins, pl) {
-				msg := fmt.Sprintf("unknown CNI plugin %q", pl)
-				if s := suggest(pl, CNIPlugins); s != "" {
-					msg += fmt.Sprintf("; did you mean %q?", s)
-				}
-				v.errf(p, "%s", msg)
-			} else if seen[pl] {
-				v.errf(p, "CNI plugin %q is listed twice", pl)
-			}
-			seen[pl] = true
-		}
+		v.names("components.cni.plugins", "CNI plugin", c.CNI.Plugins, CNIPlugins)
 	}
 	if c.GVisor != nil {
 		rels = append(rels, rel{"gvisor", &c.GVisor.Release, gvisorVersion, "20250512"})
@@ -215,11 +206,126 @@ func (v *validator) components(c *Components) {
 			v.errf(p+".version", "write the %s version without the leading v: %q", r.name, ver[1:])
 		case ver != "" && !r.pattern.MatchString(ver):
 			v.errf(p+".version", "invalid %s version %q: expected a release version such as %s", r.name, ver, r.example)
+		case ver != "":
+			v.catalogVersion(r.name, p+".version", c)
 		}
 		if r.r.BaseURL != "" {
-			v.url(p+".baseURL", r.r.BaseURL, false)
+			v.url(p+".baseURL", r.r.BaseURL, true)
+			if u, err := url.Parse(r.r.BaseURL); err == nil && (u.RawQuery != "" || u.Fragment != "") {
+				v.errf(p+".baseURL", "baseURL must not have a query or fragment: file names are appended to its path")
+			}
+		}
+		for _, arch := range sortedKeys(r.r.SHA256) {
+			kp := keyPath(p+".sha256", arch)
+			if !knownArch(arch) {
+				v.keyErrf(kp, "unknown architecture %q: expected %s", arch, strings.Join(Arches(), " or "))
+				continue
+			}
+			v.digest(kp, r.r.SHA256[arch], 64)
 		}
 	}
+	v.componentTargets(c)
+}
+
+// catalogVersion checks a well-formed component version against what the
+// catalog knows about the component's releases.
+func (v *validator) catalogVersion(name, p string, c *Components) {
+	var err error
+	switch name {
+	case "containerd":
+		var bins []string
+		if bins, err = containerdBinaries(string(c.Containerd.Version)); err == nil {
+			v.names("components.containerd.binaries", "containerd binary", c.Containerd.Binaries, bins)
+		}
+	case "cni":
+		_, err = cniDefaultPlugins(string(c.CNI.Version))
+	case "gvisor":
+		err = checkGVisorVersion(string(c.GVisor.Version))
+	}
+	if err != nil {
+		v.errf(p, "%v", err)
+	}
+}
+
+// names checks a list of names against the known ones: no unknown name, no
+// name twice.
+func (v *validator) names(p, what string, list, known []string) {
+	seen := map[string]bool{}
+	for i, name := range list {
+		ip := indexPath(p, i)
+		switch {
+		case !contains(known, name):
+			msg := fmt.Sprintf("unknown %s %q", what, name)
+			if s := suggest(name, known); s != "" {
+				msg += fmt.Sprintf("; did you mean %q?", s)
+			} else {
+				msg += fmt.Sprintf("; expected one of %s", strings.Join(known, ", "))
+			}
+			v.errf(ip, "%s", msg)
+		case seen[name]:
+			v.errf(ip, "%s %q is listed twice", what, name)
+		}
+		seen[name] = true
+	}
+}
+
+// componentTargets claims the files every component installs, with the
+// component's defaults applied, so that two components or a component and a
+// download never install the same path. Targets that depend on an invalid
+// version are skipped (the version is reported already).
+func (v *validator) componentTargets(c *Components) {
+	if c.Containerd != nil {
+		cd := defaulted(c.Containerd)
+		bins := cd.Binaries
+		if len(bins) == 0 {
+			bins, _ = containerdBinaries(string(cd.Version))
+		}
+		for _, b := range bins {
+			v.claimFor("components.containerd.installDir", "components.containerd", path.Join(cd.InstallDir, b))
+		}
+	}
+	if c.Runc != nil {
+		v.claimFor("components.runc.path", "components.runc", defaulted(c.Runc).Path)
+	}
+	if c.CNI != nil {
+		cn := defaulted(c.CNI)
+		plugins := cn.Plugins
+		if len(plugins) == 0 {
+			plugins, _ = cniDefaultPlugins(string(cn.Version))
+		}
+		for _, pl := range plugins {
+			v.claimFor("components.cni.installDir", "components.cni", path.Join(cn.InstallDir, pl))
+		}
+	}
+	if c.GVisor != nil {
+		g := defaulted(c.GVisor)
+		v.claimFor("components.gvisor.installDir", "components.gvisor", path.Join(g.InstallDir, "runsc"))
+		if *g.Shim {
+			v.claimFor("components.gvisor.installDir", "components.gvisor", path.Join(g.InstallDir, "containerd-shim-runsc-v1"))
+		}
+	}
+	if c.Crictl != nil {
+		v.claimFor("components.crictl.installDir", "components.crictl", path.Join(defaulted(c.Crictl).InstallDir, "crictl"))
+	}
+}
+
+// claim records that the entry at key path p installs target, and reports
+// a target installed twice.
+func (v *validator) claim(p, target string) { v.claimFor(p, p, target) }
+
+// claimFor records that the spec entry who installs target; a conflict is
+// reported at key path p (or its nearest ancestor in the file).
+func (v *validator) claimFor(p, who, target string) {
+	if target == "" || !strings.HasPrefix(target, "/") {
+		return
+	}
+	if prev, dup := v.targets[target]; dup {
+		if prev != who {
+			v.errf(p, "%s is also installed by %s", target, prev)
+		}
+		return
+	}
+	v.targets[target] = who
 }
 
 var (
@@ -269,17 +375,6 @@ func (v *validator) keyrings(ks map[string]Keyring) {
 }
 
 func (v *validator) downloads(ds []Download, keyrings map[string]Keyring) {
-	targets := map[string]string{}
-	claim := func(p, target string) {
-		if target == "" {
-			return
-		}
-		if prev, dup := targets[target]; dup {
-			v.errf(p, "%s is also installed by %s", target, prev)
-			return
-		}
-		targets[target] = p
-	}
 	for i, d := range ds {
 		p := indexPath("downloads", i)
 		v.url(p+".url", d.URL, true)
@@ -300,12 +395,12 @@ func (v *validator) downloads(ds []Download, keyrings map[string]Keyring) {
 			v.errf(p, "set one of path and extract, not both")
 		case d.Path != "":
 			v.absPath(p+".path", d.Path)
-			claim(p+".path", d.Path)
+			v.claim(p+".path", d.Path)
 		default:
 			if d.Mode != "" {
 				v.errf(p+".mode", "mode applies to path downloads; archive members keep their masked modes")
 			}
-			v.extract(p+".extract", d.Extract, claim)
+			v.extract(p+".extract", d.Extract)
 		}
 		if d.MaxSize < 0 {
 			v.errf(p+".maxSize", "size must not be negative")
@@ -313,7 +408,7 @@ func (v *validator) downloads(ds []Download, keyrings map[string]Keyring) {
 	}
 }
 
-func (v *validator) extract(p string, e *Extract, claim func(p, target string)) {
+func (v *validator) extract(p string, e *Extract) {
 	switch {
 	case len(e.Files) == 0 && e.To == "":
 		v.errf(p, "extract needs files (member: target) or to (a directory)")
@@ -332,7 +427,7 @@ func (v *validator) extract(p string, e *Extract, claim func(p, target string)) 
 			mp := keyPath(p+".files", member)
 			v.member(mp, member)
 			v.absPath(mp, e.Files[member])
-			claim(mp, e.Files[member])
+			v.claim(mp, e.Files[member])
 		}
 	}
 	if e.Strip < 0 || e.Strip > 16 {
@@ -362,14 +457,20 @@ func (v *validator) signature(p string, s *Signature, keyrings map[string]Keyrin
 	} else if s.URL != "" {
 		v.url(p+".url", s.URL, true)
 	}
-	if s.Keyring != "" {
-		if _, ok := keyrings[s.Keyring]; !ok {
-			msg := fmt.Sprintf("keyring %q is not defined in keyrings", s.Keyring)
-			if sg := suggest(s.Keyring, sortedKeys(keyrings)); sg != "" {
-				msg += fmt.Sprintf("; did you mean %q?", sg)
-			}
-			v.errf(p+".keyring", "%s", msg)
+	v.keyringRef(p+".keyring", s.Keyring, keyrings)
+}
+
+// keyringRef checks that a keyring name refers to an entry in keyrings.
+func (v *validator) keyringRef(p, name string, keyrings map[string]Keyring) {
+	if name == "" {
+		return
+	}
+	if _, ok := keyrings[name]; !ok {
+		msg := fmt.Sprintf("keyring %q is not defined in keyrings", name)
+		if sg := suggest(name, sortedKeys(keyrings)); sg != "" {
+			msg += fmt.Sprintf("; did you mean %q?", sg)
 		}
+		v.errf(p, "%s", msg)
 	}
 }
 
@@ -382,8 +483,15 @@ func (v *validator) digest(p, d string, n int) {
 	}
 }
 
-// url checks an absolute http, https (and, when fileOK, file) URL.
+// url checks an absolute http, https (and, when fileOK, file) URL without
+// credentials.
 func (v *validator) url(p, s string, fileOK bool) {
+	v.checkURL(p, s, fileOK, false)
+}
+
+// checkURL is url with a choice about credentials: proxy URLs may carry
+// them (they end up in a mode 0640 drop-in), download URLs may not.
+func (v *validator) checkURL(p, s string, fileOK, credsOK bool) {
 	if s == "" {
 		return
 	}
@@ -408,8 +516,8 @@ func (v *validator) url(p, s string, fileOK bool) {
 	default:
 		v.errf(p, "URL %q: unsupported scheme %q (expected https, http or file)", s, u.Scheme)
 	}
-	if u.User != nil {
-		v.errf(p, "URL %q carries credentials; use a netrc-free mirror or a proxy instead", redactURL(u))
+	if u.User != nil && !credsOK {
+		v.errf(p, "URL %q carries credentials, which would end up in logs and reports; use a mirror that needs none", redactURL(u))
 	}
 }
 
@@ -488,8 +596,8 @@ func (v *validator) containerd(c *Containerd) {
 		}
 	}
 	if c.Proxy != nil {
-		v.url(p+".proxy.http", c.Proxy.HTTP, false)
-		v.url(p+".proxy.https", c.Proxy.HTTPS, false)
+		v.checkURL(p+".proxy.http", c.Proxy.HTTP, false, true)
+		v.checkURL(p+".proxy.https", c.Proxy.HTTPS, false, true)
 		for i, np := range c.Proxy.NoProxy {
 			if np == "" || strings.ContainsAny(np, " ,\n\"") {
 				v.errf(indexPath(p+".proxy.noProxy", i), "invalid noProxy entry %q", np)

@@ -150,7 +150,6 @@ func unhandled(n *spec.Node, selected []plan.Stage) []string {
 	check("files", len(n.Files) > 0, "files")
 	c := n.Components
 	check("fetch", len(n.Downloads) > 0 || c.Containerd != nil || c.Runc != nil || c.CNI != nil || c.GVisor != nil || c.Crictl != nil, "downloads and components")
-	check("containerd", n.Containerd != nil, "containerd")
 	check("units", len(n.Units) > 0, "units")
 	return out
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nodeprov/nodeprov/stages/containerd"
 	"github.com/nodeprov/nodeprov/stages/files"
 	"github.com/nodeprov/nodeprov/stages/kernel"
 	"github.com/nodeprov/nodeprov/stages/plan"
@@ -30,7 +31,7 @@ var Order = []string{"preflight", "machine-id", "kernel", "fetch", "install", "f
 
 // All returns the stages of this build in their fixed order.
 func All() []plan.Stage {
-	return []plan.Stage{kernel.Stage{}, files.Stage{}}
+	return []plan.Stage{kernel.Stage{}, files.Stage{}, containerd.Stage{}}
 }
 
 // Select returns the stages named in only (all when only is empty), keeping

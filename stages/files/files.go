@@ -10,9 +10,11 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"path"
 	"strings"
 
 	"github.com/nodeprov/nodeprov/spec"
+	"github.com/nodeprov/nodeprov/stages/containerd"
 	"github.com/nodeprov/nodeprov/stages/host"
 	"github.com/nodeprov/nodeprov/stages/plan"
 )
@@ -30,12 +32,52 @@ func (Stage) Name() string { return "files" }
 // Plan implements plan.Stage.
 func (Stage) Plan(ctx context.Context, env *plan.Env) ([]*plan.Action, error) {
 	var actions []*plan.Action
+	declared := map[string]bool{}
 	for _, f := range env.Spec.Files {
+		declared[f.Path] = true
 		a, err := planSpecFile(env.Root, f)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", f.Path, err)
 		}
 		actions = append(actions, a)
+	}
+	generated, err := containerdFiles(env, declared)
+	if err != nil {
+		return nil, err
+	}
+	return append(actions, generated...), nil
+}
+
+// containerdFiles plans the files that belong with a managed containerd:
+// the CNI bridge conflist (cni.network: bridge) and /etc/crictl.yaml. A
+// file the spec declares itself wins.
+func containerdFiles(env *plan.Env, declared map[string]bool) ([]*plan.Action, error) {
+	c := env.Spec.Containerd
+	if c == nil {
+		return nil, nil
+	}
+	var actions []*plan.Action
+	add := func(resource, p string, data []byte) error {
+		if declared[p] {
+			return nil
+		}
+		a, err := plan.PlanFile(env.Root, resource, plan.FileSpec{Path: p, Data: data, Mode: 0o644})
+		if err == nil {
+			actions = append(actions, a)
+		}
+		return err
+	}
+	if c.CNI.Network == "bridge" {
+		data, err := containerd.RenderConflist(c)
+		if err != nil {
+			return nil, err
+		}
+		if err := add("cni "+containerd.CNIConflist, path.Join(c.CNI.ConfDir, containerd.CNIConflist), data); err != nil {
+			return nil, err
+		}
+	}
+	if err := add("crictl "+containerd.CrictlConfig, containerd.CrictlConfig, containerd.RenderCrictl(c)); err != nil {
+		return nil, err
 	}
 	return actions, nil
 }

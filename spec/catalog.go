@@ -1,0 +1,363 @@
+package spec
+
+import (
+	"fmt"
+	"path"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// The component catalog: how each known upstream project publishes a
+// release, after FACTS.md ("Upstream release layouts"). Each component's
+// files live in one release directory; baseURL replaces exactly that
+// directory, and the file names below are appended to it.
+//
+//	containerd  https://github.com/containerd/containerd/releases/download/v<v>
+//	            containerd-<v>-linux-<goarch>.tar.gz (containerd-static-… with static: true)
+//	            + <tarball>.sha256sum; members bin/<binary> -> installDir/<binary>
+//	runc        https://github.com/opencontainers/runc/releases/download/v<v>
+//	            runc.<goarch> -> path (0755); runc.sha256sum, clearsigned, entry runc.<goarch>;
+//	            runc.<goarch>.asc (both checked only when keyring is set)
+//	cni         https://github.com/containernetworking/plugins/releases/download/v<v>
+//	            cni-plugins-linux-<goarch>-v<v>.tgz + .sha256; members ./<plugin> -> installDir/<plugin>
+//	gvisor      https://storage.googleapis.com/gvisor/releases/release/<yyyymmdd[.n]>
+//	            <x86_64|aarch64>/runsc and …/containerd-shim-runsc-v1 -> installDir (0755), each + .sha512
+//	crictl      https://github.com/kubernetes-sigs/cri-tools/releases/download/v<v>
+//	            crictl-v<v>-linux-<goarch>.tar.gz + .sha256 (a bare hash); member crictl -> installDir/crictl
+//
+// Everything here is constants or built by functions: the catalog holds no
+// mutable state.
+
+// Upstream release directories: the URL of the directory that holds one
+// release's files, %s being the version as written in the spec. A
+// component's baseURL replaces exactly this part.
+const (
+	containerdReleaseDir = "https://github.com/containerd/containerd/releases/download/v%s"
+	runcReleaseDir       = "https://github.com/opencontainers/runc/releases/download/v%s"
+	cniReleaseDir        = "https://github.com/containernetworking/plugins/releases/download/v%s"
+	gvisorReleaseDir     = "https://storage.googleapis.com/gvisor/releases/release/%s"
+	crictlReleaseDir     = "https://github.com/kubernetes-sigs/cri-tools/releases/download/v%s"
+)
+
+// Default size caps of the catalog's artifacts, a few times their current
+// size (containerd ~35 MB, runc ~12 MB, CNI ~50 MB, runsc ~60 MB, the runsc
+// shim ~45 MB, crictl ~20 MB). A component's maxSize replaces them.
+const (
+	containerdMaxSize = 256 << 20
+	runcMaxSize       = 64 << 20
+	cniMaxSize        = 256 << 20
+	runscMaxSize      = 256 << 20
+	runscShimMaxSize  = 128 << 20
+	crictlMaxSize     = 128 << 20
+)
+
+// Arches returns the architectures the catalog knows, in nodeprov's naming
+// (Go's GOARCH): amd64 and arm64.
+func Arches() []string { return []string{"amd64", "arm64"} }
+
+func knownArch(arch string) bool {
+	return arch == "amd64" || arch == "arm64"
+}
+
+// gvisorArch maps an architecture to gVisor's directory name (uname -m).
+func gvisorArch(arch string) string {
+	switch arch {
+	case "amd64":
+		return "x86_64"
+	case "arm64":
+		return "aarch64"
+	}
+	return arch
+}
+
+// semVersion is a parsed major.minor.patch version; a pre-release suffix
+// (-rc.1) is kept only as text.
+type semVersion struct {
+	major, minor, patch int
+	pre                 string
+}
+
+func parseSemver(s string) (semVersion, bool) {
+	core, pre, _ := strings.Cut(s, "-")
+	parts := strings.Split(core, ".")
+	if len(parts) != 3 {
+		return semVersion{}, false
+	}
+	var n [3]int
+	for i, p := range parts {
+		v, err := strconv.Atoi(p)
+		if err != nil || v < 0 || p == "" || (len(p) > 1 && p[0] == '0') {
+			return semVersion{}, false
+		}
+		n[i] = v
+	}
+	return semVersion{n[0], n[1], n[2], pre}, true
+}
+
+// atLeast reports whether v >= major.minor.patch, ignoring any pre-release.
+func (v semVersion) atLeast(major, minor, patch int) bool {
+	if v.major != major {
+		return v.major > major
+	}
+	if v.minor != minor {
+		return v.minor > minor
+	}
+	return v.patch >= patch
+}
+
+// containerdBinaries lists the members under bin/ of a containerd release
+// tarball (static or not): the Makefile's release target packs bin/ctr,
+// containerd, containerd-stress and the shims; containerd 2.0 dropped the
+// v1 shims (containerd-shim, containerd-shim-runc-v1). The catalog knows
+// 1.6, 1.7 and 2.x, the versions whose config layouts nodeprov renders.
+//
+// Static tarballs (containerd-static-…) were added to the release process
+// for 1.7.0 (containerd/containerd#7659) and are published for 2.x and by
+// later 1.6 patch releases; which 1.6 patch first carried them is not
+// pinned down here, so static: true is accepted for every catalog version
+// and a missing tarball surfaces as a download error.
+func containerdBinaries(version string) ([]string, error) {
+	v, ok := parseSemver(version)
+	switch {
+	case !ok:
+		return nil, fmt.Errorf("invalid containerd version %q", version)
+	case v.major == 2:
+		return []string{"containerd", "containerd-shim-runc-v2", "containerd-stress", "ctr"}, nil
+	case v.major == 1 && (v.minor == 6 || v.minor == 7):
+		return []string{"containerd", "containerd-shim", "containerd-shim-runc-v1", "containerd-shim-runc-v2", "containerd-stress", "ctr"}, nil
+	}
+	return nil, fmt.Errorf("containerd %s is not in the catalog, which knows 1.6, 1.7 and 2.x; install it with downloads:", version)
+}
+
+// cniDefaultPlugins lists the plugins a CNI plugins release is known to ship,
+// installed when the spec lists none. tap and dummy are confirmed in 1.4.0
+// and later tarballs; releases before 1.4.0 may ship them too, so listing
+// them explicitly is allowed for any version.
+func cniDefaultPlugins(version string) ([]string, error) {
+	v, ok := parseSemver(version)
+	switch {
+	case !ok:
+		return nil, fmt.Errorf("invalid CNI plugins version %q", version)
+	case v.major < 1:
+		return nil, fmt.Errorf("CNI plugins %s is not in the catalog, which knows 1.0.0 and later; install it with downloads:", version)
+	}
+	var out []string
+	for _, p := range CNIPlugins {
+		if (p == "tap" || p == "dummy") && !v.atLeast(1, 4, 0) {
+			continue
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// checkGVisorVersion checks a gVisor release name: yyyymmdd or yyyymmdd.N
+// with a real date, published in the per-binary layout.
+func checkGVisorVersion(version string) error {
+	date, _, _ := strings.Cut(version, ".")
+	if len(date) != 8 {
+		return fmt.Errorf("invalid gVisor version %q: expected a release date such as 20250512", version)
+	}
+	if _, err := time.Parse("20060102", date); err != nil {
+		return fmt.Errorf("invalid gVisor version %q: %s is not a date (yyyymmdd)", version, date)
+	}
+	return nil
+}
+
+// defaulted returns a copy of a component with its tag defaults applied, so
+// that validation (which runs before defaults) and Expand of a spec built in
+// code see the same install targets as a loaded spec.
+func defaulted[T any](c *T) *T {
+	cp := *c
+	tagDefaults(reflect.ValueOf(&cp).Elem())
+	return &cp
+}
+
+// releaseURL is the URL of a file of a release: under baseURL when set,
+// otherwise under the upstream release directory.
+func releaseURL(r *Release, dirPattern, file string) string {
+	dir := r.BaseURL
+	if dir == "" {
+		dir = fmt.Sprintf(dirPattern, r.Version)
+	}
+	return strings.TrimRight(dir, "/") + "/" + file
+}
+
+func sizeOr(s Size, def int64) int64 {
+	if s > 0 {
+		return int64(s)
+	}
+	return def
+}
+
+// pin returns the spec's pinned SHA-256 of a component's main artifact for
+// arch, or "".
+func (r *Release) pin(arch string) string { return r.SHA256[arch] }
+
+// containerdArtifacts expands the containerd component: one tarball whose
+// bin/ members are installed into installDir.
+func containerdArtifacts(c *ContainerdComponent, arch string) ([]Artifact, error) {
+	bins, err := containerdBinaries(string(c.Version))
+	if err != nil {
+		return nil, err
+	}
+	if len(c.Binaries) > 0 {
+		bins = c.Binaries
+	}
+	kind := "containerd"
+	if c.Static {
+		kind = "containerd-static"
+	}
+	file := fmt.Sprintf("%s-%s-linux-%s.tar.gz", kind, c.Version, arch)
+	url := releaseURL(&c.Release, containerdReleaseDir, file)
+	files := make(map[string]string, len(bins))
+	for _, b := range bins {
+		files["bin/"+b] = path.Join(c.InstallDir, b)
+	}
+	return []Artifact{{
+		Name:     "containerd",
+		SpecPath: "components.containerd",
+		URL:      url,
+		SHA256:   c.pin(arch),
+		Checksum: &ChecksumRef{URL: url + ".sha256sum", Algorithm: "sha256", Name: file},
+		MaxSize:  sizeOr(c.MaxSize, containerdMaxSize),
+		Install:  Install{Files: files},
+	}}, nil
+}
+
+// runcArtifacts expands the runc component: the static binary, checked
+// against the runc.sha256sum entry for it and, with a keyring, against the
+// clearsignature of that file and the detached .asc.
+func runcArtifacts(c *RuncComponent, arch string) ([]Artifact, error) {
+	file := "runc." + arch
+	url := releaseURL(&c.Release, runcReleaseDir, file)
+	a := Artifact{
+		Name:     "runc",
+		SpecPath: "components.runc",
+		URL:      url,
+		SHA256:   c.pin(arch),
+		Checksum: &ChecksumRef{URL: releaseURL(&c.Release, runcReleaseDir, "runc.sha256sum"), Algorithm: "sha256", Name: file},
+		MaxSize:  sizeOr(c.MaxSize, runcMaxSize),
+		Install:  Install{Path: c.Path, Mode: 0o755},
+	}
+	if c.Keyring != "" {
+		a.Checksum.Signature = &SignatureRef{Keyring: c.Keyring} // clearsigned
+		a.Signature = &SignatureRef{URL: url + ".asc", Keyring: c.Keyring}
+	}
+	return []Artifact{a}, nil
+}
+
+// cniArtifacts expands the CNI component: one tarball whose ./<plugin>
+// members are installed into installDir.
+func cniArtifacts(c *CNIComponent, arch string) ([]Artifact, error) {
+	plugins := c.Plugins
+	if len(plugins) == 0 {
+		var err error
+		if plugins, err = cniDefaultPlugins(string(c.Version)); err != nil {
+			return nil, err
+		}
+	}
+	file := fmt.Sprintf("cni-plugins-linux-%s-v%s.tgz", arch, c.Version)
+	url := releaseURL(&c.Release, cniReleaseDir, file)
+	files := make(map[string]string, len(plugins))
+	for _, p := range plugins {
+		files["./"+p] = path.Join(c.InstallDir, p)
+	}
+	return []Artifact{{
+		Name:     "cni",
+		SpecPath: "components.cni",
+		URL:      url,
+		SHA256:   c.pin(arch),
+		Checksum: &ChecksumRef{URL: url + ".sha256", Algorithm: "sha256", Name: file},
+		MaxSize:  sizeOr(c.MaxSize, cniMaxSize),
+		Install:  Install{Files: files},
+	}}, nil
+}
+
+// gvisorArtifacts expands the gVisor component: runsc and, unless shim is
+// false, containerd-shim-runsc-v1, each with its own .sha512 file. The pin
+// in sha256 applies to runsc.
+func gvisorArtifacts(c *GVisorComponent, arch string) ([]Artifact, error) {
+	if err := checkGVisorVersion(string(c.Version)); err != nil {
+		return nil, err
+	}
+	type binary struct {
+		name    string
+		maxSize int64
+	}
+	bins := []binary{{"runsc", runscMaxSize}}
+	if c.Shim == nil || *c.Shim {
+		bins = append(bins, binary{"containerd-shim-runsc-v1", runscShimMaxSize})
+	}
+	var out []Artifact
+	for i, b := range bins {
+		url := releaseURL(&c.Release, gvisorReleaseDir, gvisorArch(arch)+"/"+b.name)
+		a := Artifact{
+			Name:     "gvisor/" + b.name,
+			SpecPath: "components.gvisor",
+			URL:      url,
+			Checksum: &ChecksumRef{URL: url + ".sha512", Algorithm: "sha512", Name: b.name},
+			MaxSize:  sizeOr(c.MaxSize, b.maxSize),
+			Install:  Install{Path: path.Join(c.InstallDir, b.name), Mode: 0o755},
+		}
+		if i == 0 {
+			a.SHA256 = c.pin(arch)
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+// crictlArtifacts expands the crictl component: one tarball with a single
+// member, crictl, and a .sha256 file holding only the hash.
+func crictlArtifacts(c *CrictlComponent, arch string) ([]Artifact, error) {
+	file := fmt.Sprintf("crictl-v%s-linux-%s.tar.gz", c.Version, arch)
+	url := releaseURL(&c.Release, crictlReleaseDir, file)
+	return []Artifact{{
+		Name:     "crictl",
+		SpecPath: "components.crictl",
+		URL:      url,
+		SHA256:   c.pin(arch),
+		Checksum: &ChecksumRef{URL: url + ".sha256", Algorithm: "sha256", Name: file},
+		MaxSize:  sizeOr(c.MaxSize, crictlMaxSize),
+		Install:  Install{Files: map[string]string{"crictl": path.Join(c.InstallDir, "crictl")}},
+	}}, nil
+}
+
+// componentArtifacts expands every component present, in the fixed order
+// containerd, runc, cni, gvisor, crictl, before mirrors. Components get
+// their tag defaults first, so a Node built in code expands like a loaded
+// one.
+func componentArtifacts(c *Components, arch string) ([]Artifact, error) {
+	type step struct {
+		path   string
+		expand func() ([]Artifact, error)
+	}
+	var steps []step
+	if c.Containerd != nil {
+		steps = append(steps, step{"components.containerd", func() ([]Artifact, error) { return containerdArtifacts(defaulted(c.Containerd), arch) }})
+	}
+	if c.Runc != nil {
+		steps = append(steps, step{"components.runc", func() ([]Artifact, error) { return runcArtifacts(defaulted(c.Runc), arch) }})
+	}
+	if c.CNI != nil {
+		steps = append(steps, step{"components.cni", func() ([]Artifact, error) { return cniArtifacts(defaulted(c.CNI), arch) }})
+	}
+	if c.GVisor != nil {
+		steps = append(steps, step{"components.gvisor", func() ([]Artifact, error) { return gvisorArtifacts(defaulted(c.GVisor), arch) }})
+	}
+	if c.Crictl != nil {
+		steps = append(steps, step{"components.crictl", func() ([]Artifact, error) { return crictlArtifacts(defaulted(c.Crictl), arch) }})
+	}
+	var out []Artifact
+	for _, s := range steps {
+		as, err := s.expand()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", s.path, err)
+		}
+		out = append(out, as...)
+	}
+	return out, nil
+}

@@ -1,0 +1,281 @@
+package containerd
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/nodeprov/nodeprov/spec"
+	"github.com/nodeprov/nodeprov/stages/host"
+	"github.com/nodeprov/nodeprov/stages/plan"
+)
+
+// Stage writes containerd's configuration files.
+type Stage struct{}
+
+// Name implements plan.Stage.
+func (Stage) Name() string { return "containerd" }
+
+// Plan implements plan.Stage.
+func (Stage) Plan(ctx context.Context, env *plan.Env) ([]*plan.Action, error) {
+	c := env.Spec.Containerd
+	if c == nil {
+		return nil, nil
+	}
+	target, err := ResolveTarget(ctx, env)
+	if err != nil {
+		return nil, err
+	}
+	config, err := Render(c, target)
+	if err != nil {
+		return nil, err
+	}
+	detail := fmt.Sprintf("config version %d, SystemdCgroup=%v", target.ConfigVersion, target.SystemdCgroup)
+	var actions []*plan.Action
+	a, err := planManaged(env.Root, "config "+ConfigPath, ConfigPath, config, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if a.Op == plan.OpNone {
+		a.Detail = detail
+	}
+	actions = append(actions, a)
+
+	hosts, err := RenderHosts(c)
+	if err != nil {
+		return nil, err
+	}
+	wanted := map[string]bool{}
+	for _, h := range hosts {
+		wanted[h.Path] = true
+		a, err := planManaged(env.Root, "registry "+h.Host, h.Path, h.Data, 0o644)
+		if err != nil {
+			return nil, err
+		}
+		actions = append(actions, a)
+	}
+	stale, err := staleHosts(env.Root, wanted)
+	if err != nil {
+		return nil, err
+	}
+	actions = append(actions, stale...)
+
+	for _, name := range sortedRuntimes(c) {
+		r := c.Runtimes[name]
+		if r.Type != "io.containerd.runsc.v1" {
+			continue
+		}
+		data, err := RenderRunsc(r.RunscConfig)
+		if err != nil {
+			return nil, err
+		}
+		p := or(r.ConfigPath, RunscConfig)
+		a, err := planManaged(env.Root, "runsc config "+p, p, data, 0o644)
+		if err != nil {
+			return nil, err
+		}
+		actions = append(actions, a)
+	}
+
+	if c.Proxy != nil {
+		data, secret := RenderProxy(c.Proxy)
+		mode := fs.FileMode(0o644)
+		if secret {
+			mode = 0o640
+		}
+		a, err := plan.PlanFile(env.Root, "proxy drop-in "+ProxyDropin, plan.FileSpec{Path: ProxyDropin, Data: data, Mode: mode, Secret: secret})
+		if err != nil {
+			return nil, err
+		}
+		actions = append(actions, a)
+	} else if a, err := removeOwned(env.Root, "proxy drop-in "+ProxyDropin, ProxyDropin, []byte(plan.ManagedHeader)); err != nil {
+		return nil, err
+	} else if a != nil {
+		actions = append(actions, a)
+	}
+	return actions, nil
+}
+
+// planManaged plans a TOML file that carries the managed marker. An
+// existing file without the marker is the operator's: reported, never
+// touched.
+func planManaged(root *host.Root, resource, p string, data []byte, mode fs.FileMode) (*plan.Action, error) {
+	cur, exists, err := root.ReadFile(p)
+	if err != nil {
+		return nil, err
+	}
+	if exists && !bytes.HasPrefix(cur, []byte(Marker+"\n")) {
+		return &plan.Action{Resource: resource, Op: plan.OpUnmanaged,
+			Detail: "no " + Marker + " first line: the operator's file, left alone"}, nil
+	}
+	return plan.PlanFile(root, resource, plan.FileSpec{Path: p, Data: data, Mode: mode})
+}
+
+// staleHosts removes hosts.toml files nodeprov wrote for registries that
+// are no longer in the spec.
+func staleHosts(root *host.Root, wanted map[string]bool) ([]*plan.Action, error) {
+	entries, err := os.ReadDir(root.HostPath(CertsDir))
+	if err != nil {
+		return nil, nil // no certs.d yet, or not a directory: nothing of ours
+	}
+	var out []*plan.Action
+	for _, e := range entries {
+		p := path.Join(CertsDir, e.Name(), "hosts.toml")
+		if wanted[p] {
+			continue
+		}
+		a, err := removeOwned(root, "registry "+e.Name(), p, []byte(Marker+"\n"))
+		if err != nil {
+			return nil, err
+		}
+		if a != nil {
+			out = append(out, a)
+		}
+	}
+	return out, nil
+}
+
+// removeOwned deletes a file that starts with nodeprov's marker; files
+// without it are not nodeprov's and stay.
+func removeOwned(root *host.Root, resource, p string, marker []byte) (*plan.Action, error) {
+	cur, exists, err := root.ReadFile(p)
+	if err != nil || !exists || !bytes.HasPrefix(cur, marker) {
+		return nil, err
+	}
+	return plan.PlanRemove(root, resource, p)
+}
+
+func sortedRuntimes(c *spec.Containerd) []string {
+	names := make([]string, 0, len(c.Runtimes))
+	for n := range c.Runtimes {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// ResolveTarget decides the config version and cgroup driver.
+//
+// Config version: configVersion 2 or 3 as given; auto takes the major
+// version of components.containerd, or of the installed binary's
+// `containerd --version` when there is no component.
+//
+// Cgroup driver: systemd or cgroupfs as given; auto means systemd when
+// systemd is PID 1 on the target (offline: when the image has systemd
+// installed, since it will be PID 1 at boot) and the cgroup hierarchy is v2
+// or hybrid with a unified (v2) mount; cgroupfs otherwise.
+func ResolveTarget(ctx context.Context, env *plan.Env) (Target, error) {
+	c := env.Spec.Containerd
+	var t Target
+	major, minor := 0, 0
+	if comp := env.Spec.Components.Containerd; comp != nil {
+		major, minor = parseVersion(string(comp.Version))
+	}
+	if c.ConfigVersion == "auto" && major == 0 {
+		v, err := installedVersion(ctx, env.Root)
+		if err != nil {
+			return t, fmt.Errorf("containerd.configVersion auto: %w; set configVersion to 2 (containerd 1.x) or 3 (2.x)", err)
+		}
+		major, minor = parseVersion(v)
+	}
+	switch c.ConfigVersion {
+	case "2":
+		t.ConfigVersion = 2
+	case "3":
+		t.ConfigVersion = 3
+	default:
+		switch {
+		case major >= 2:
+			t.ConfigVersion = 3
+		case major == 1:
+			t.ConfigVersion = 2
+		default:
+			return t, fmt.Errorf("containerd.configVersion auto: cannot tell the containerd version")
+		}
+	}
+	if t.ConfigVersion == 3 {
+		t.Minor = minor
+		if major == 0 {
+			t.Minor = 1 // no version known: assume a current 2.x
+		}
+	}
+	switch c.CgroupDriver {
+	case "systemd":
+		t.SystemdCgroup = true
+	case "cgroupfs":
+		t.SystemdCgroup = false
+	default:
+		t.SystemdCgroup = systemdInit(env) && unifiedCgroups(env)
+	}
+	return t, nil
+}
+
+var versionRE = regexp.MustCompile(`v?(\d+)\.(\d+)\.(\d+)`)
+
+func parseVersion(v string) (major, minor int) {
+	m := versionRE.FindStringSubmatch(v)
+	if m == nil {
+		return 0, 0
+	}
+	major, _ = strconv.Atoi(m[1])
+	minor, _ = strconv.Atoi(m[2])
+	return major, minor
+}
+
+// installedVersion runs the target's containerd --version.
+func installedVersion(ctx context.Context, root *host.Root) (string, error) {
+	for _, p := range []string{"/usr/local/bin/containerd", "/usr/bin/containerd"} {
+		st, err := root.Lstat(p)
+		if err != nil || !st.Exists {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		out, err := exec.CommandContext(ctx, root.HostPath(p), "--version").Output()
+		cancel()
+		if err != nil {
+			return "", fmt.Errorf("%s --version: %w", p, err)
+		}
+		return strings.TrimSpace(string(out)), nil
+	}
+	return "", fmt.Errorf("no containerd component and no containerd binary in /usr/local/bin or /usr/bin")
+}
+
+func systemdInit(env *plan.Env) bool {
+	if env.Live && env.Root.IsHostRoot() {
+		st, err := os.Stat("/run/systemd/system")
+		return err == nil && st.IsDir()
+	}
+	for _, p := range []string{"/usr/lib/systemd/systemd", "/lib/systemd/systemd"} {
+		if st, err := env.Root.Lstat(p); err == nil && st.Exists {
+			return true
+		}
+	}
+	return false
+}
+
+// unifiedCgroups reports cgroup v2 at /sys/fs/cgroup, or a v1 hybrid with a
+// v2 mount at /sys/fs/cgroup/unified. An offline image is assumed to boot
+// with cgroup v2, the default of every current distribution.
+func unifiedCgroups(env *plan.Env) bool {
+	if !(env.Live && env.Root.IsHostRoot()) {
+		return true
+	}
+	for _, p := range []string{"/sys/fs/cgroup", "/sys/fs/cgroup/unified"} {
+		var st unix.Statfs_t
+		if unix.Statfs(p, &st) == nil && st.Type == unix.CGROUP2_SUPER_MAGIC {
+			return true
+		}
+	}
+	return false
+}
