@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nodeprov/nodeprov/stages/containerd"
@@ -107,20 +108,32 @@ func run(ctx context.Context, env *plan.Env, stages []plan.Stage, mode Mode, obs
 			reports = append(reports, sr)
 			return reports, changed, &StageError{Stage: st.Name(), Err: err}
 		}
-		for _, a := range actions {
-			ar, err := runAction(ctx, env, a, mode)
-			if obs != nil {
-				obs.ActionFinished(st.Name(), ar)
+		for i := 0; i < len(actions); {
+			batch := nextBatch(actions[i:])
+			results := runBatch(ctx, env, batch, mode)
+			var failed *plan.Action
+			var failure error
+			for j, res := range results {
+				if res.record {
+					env.Changes.Record(batch[j])
+				}
+				if obs != nil {
+					obs.ActionFinished(st.Name(), res.report)
+				}
+				sr.Actions = append(sr.Actions, res.report)
+				if res.report.Changed || res.report.Status == StatusPending || res.report.Status == StatusDrift {
+					changed++
+				}
+				if res.err != nil && failure == nil {
+					failed, failure = batch[j], res.err
+				}
 			}
-			sr.Actions = append(sr.Actions, ar)
-			if ar.Changed || ar.Status == StatusPending || ar.Status == StatusDrift {
-				changed++
-			}
-			if err != nil {
+			if failure != nil {
 				sr.DurationMs = ms(time.Since(start))
 				reports = append(reports, sr)
-				return reports, changed, &StageError{Stage: st.Name(), Resource: a.Resource, Err: err}
+				return reports, changed, &StageError{Stage: st.Name(), Resource: failed.Resource, Err: failure}
 			}
+			i += len(batch)
 		}
 		sr.DurationMs = ms(time.Since(start))
 		reports = append(reports, sr)
@@ -131,26 +144,71 @@ func run(ctx context.Context, env *plan.Env, stages []plan.Stage, mode Mode, obs
 	return reports, changed, nil
 }
 
-func runAction(ctx context.Context, env *plan.Env, a *plan.Action, mode Mode) (ActionReport, error) {
+// nextBatch returns the leading run of parallel actions, or the first
+// action alone.
+func nextBatch(actions []*plan.Action) []*plan.Action {
+	n := 1
+	if actions[0].Parallel {
+		for n < len(actions) && actions[n].Parallel {
+			n++
+		}
+	}
+	return actions[:n]
+}
+
+type actionResult struct {
+	report ActionReport
+	err    error
+	// record is set when the action changed (or would change) something
+	// that later stages must learn about.
+	record bool
+}
+
+// runBatch runs actions concurrently (bounded by env.Parallel) and returns
+// their results in order. A failure does not cancel the others: they are
+// independent, and a finished download is worth keeping.
+func runBatch(ctx context.Context, env *plan.Env, batch []*plan.Action, mode Mode) []actionResult {
+	results := make([]actionResult, len(batch))
+	if len(batch) == 1 {
+		results[0] = runAction(ctx, batch[0], mode)
+		return results
+	}
+	limit := env.Parallel
+	if limit < 1 {
+		limit = 4
+	}
+	sem := make(chan struct{}, limit)
+	var wg sync.WaitGroup
+	for i, a := range batch {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			results[i] = runAction(ctx, a, mode)
+		}()
+	}
+	wg.Wait()
+	return results
+}
+
+func runAction(ctx context.Context, a *plan.Action, mode Mode) actionResult {
 	ar := ActionReport{Resource: a.Resource, Op: a.Op, Detail: a.Detail, Diff: a.Diff}
 	switch {
 	case a.Op == plan.OpDeferred:
 		ar.Status = StatusDeferred
-		return ar, nil
+		return actionResult{report: ar}
 	case a.Op == plan.OpUnmanaged:
 		ar.Status = StatusUnmanaged
-		return ar, nil
+		return actionResult{report: ar}
 	case !a.Op.Changes():
 		ar.Status = StatusUnchanged
-		return ar, nil
+		return actionResult{report: ar}
 	case mode == ModePlan:
 		ar.Status = StatusPending
-		env.Changes.Record(a)
-		return ar, nil
+		return actionResult{report: ar, record: true}
 	case mode == ModeCheck:
 		ar.Status = StatusDrift
-		env.Changes.Record(a)
-		return ar, nil
+		return actionResult{report: ar, record: true}
 	}
 	start := time.Now()
 	err := a.Run(ctx)
@@ -158,12 +216,14 @@ func runAction(ctx context.Context, env *plan.Env, a *plan.Action, mode Mode) (A
 	if err != nil {
 		ar.Status = StatusFailed
 		ar.Error = err.Error()
-		return ar, err
+		return actionResult{report: ar, err: err}
 	}
 	ar.Status = StatusChanged
 	ar.Changed = true
-	env.Changes.Record(a)
-	return ar, nil
+	if a.Result != nil {
+		ar.Detail = a.Result()
+	}
+	return actionResult{report: ar, record: true}
 }
 
 // errClass maps an error to the report's stable error class.

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -495,4 +496,64 @@ func BenchmarkNoopReapply(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N)/1000, "ms/apply")
+}
+
+// parallelStage returns n parallel actions that track how many run at once;
+// the action named fail fails.
+type parallelStage struct {
+	n        int
+	fail     int
+	inFlight *atomic.Int32
+	maxSeen  *atomic.Int32
+	ran      *atomic.Int32
+}
+
+func (parallelStage) Name() string { return "parallel" }
+func (p parallelStage) Plan(ctx context.Context, env *plan.Env) ([]*plan.Action, error) {
+	var out []*plan.Action
+	for i := 0; i < p.n; i++ {
+		out = append(out, &plan.Action{Resource: fmt.Sprintf("item %d", i), Op: plan.OpCreate, Parallel: true,
+			Paths: []string{fmt.Sprintf("/item/%d", i)},
+			Run: func(context.Context) error {
+				cur := p.inFlight.Add(1)
+				for {
+					old := p.maxSeen.Load()
+					if cur <= old || p.maxSeen.CompareAndSwap(old, cur) {
+						break
+					}
+				}
+				time.Sleep(20 * time.Millisecond)
+				p.inFlight.Add(-1)
+				p.ran.Add(1)
+				if i == p.fail {
+					return errors.New("boom")
+				}
+				return nil
+			}})
+	}
+	return out, nil
+}
+
+func TestParallelActionsRunConcurrentlyAndReportInOrder(t *testing.T) {
+	p := parallelStage{n: 8, fail: 5, inFlight: new(atomic.Int32), maxSeen: new(atomic.Int32), ran: new(atomic.Int32)}
+	env := &plan.Env{Changes: plan.NewChangeSet(), Parallel: 3}
+	reports, _, err := run(context.Background(), env, []plan.Stage{p}, ModeApply, nil)
+	var se *StageError
+	if !errors.As(err, &se) || se.Resource != "item 5" {
+		t.Fatalf("want the failure of item 5, got %v", err)
+	}
+	if m := p.maxSeen.Load(); m < 2 || m > 3 {
+		t.Errorf("max in flight = %d, want 2..3 (Parallel 3)", m)
+	}
+	if p.ran.Load() != 8 {
+		t.Errorf("a failure cancelled independent actions: %d of 8 ran", p.ran.Load())
+	}
+	for i, a := range reports[0].Actions {
+		if a.Resource != fmt.Sprintf("item %d", i) {
+			t.Errorf("report %d is %s: not in plan order", i, a.Resource)
+		}
+	}
+	if got := len(env.Changes.Paths()); got != 7 {
+		t.Errorf("change set has %d paths, want the 7 that succeeded", got)
+	}
 }

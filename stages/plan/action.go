@@ -49,6 +49,12 @@ type Action struct {
 	Paths []string
 	// Run converges the resource. It is only called when Op.Changes().
 	Run func(ctx context.Context) error
+	// Parallel actions next to each other in a stage run concurrently
+	// (downloads); Run must then be safe to call alongside the others.
+	Parallel bool
+	// Result, when set, describes what Run did (which digest was
+	// verified, how); the report shows it instead of Detail.
+	Result func() string
 }
 
 // ChangeSet records what earlier actions of a run changed (in apply) or

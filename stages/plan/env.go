@@ -34,6 +34,8 @@ type Env struct {
 	Live    bool
 	Kernel  Kernel
 	Changes *ChangeSet
+	// Parallel bounds concurrently running parallel actions (downloads).
+	Parallel int
 	// Mode is "plan", "apply" or "check"; stages that must not even
 	// probe something expensive in plan mode can look at it.
 	Mode string
