@@ -252,8 +252,8 @@ kernel:
 	hostBefore := readProc(t, keys)
 	out := t.TempDir()
 	script := fmt.Sprintf(`set -e
-%[1]s apply --live yes --root %[2]s -o json %[3]s > %[4]s/first.json
-%[1]s apply --live yes --root %[2]s -o json %[3]s > %[4]s/second.json
+%[1]s apply --live yes --stages kernel --root %[2]s -o json %[3]s > %[4]s/first.json
+%[1]s apply --live yes --stages kernel --root %[2]s -o json %[3]s > %[4]s/second.json
 for k in %[5]s; do tr '\t' ' ' < /proc/sys/$k; done > %[4]s/values
 `, nodeprov, root, spec, out, strings.Join(keys, " "))
 	r := runCmd(t, "", "unshare", "-n", "--", "sh", "-c", script)
@@ -298,7 +298,7 @@ func TestKernelRefusalInNetworkNamespace(t *testing.T) {
 	} {
 		root := sandbox(t)
 		spec := writeSpec(t, "apiVersion: nodeprov/v1alpha1\nkind: Node\nkernel:\n  sysctl:\n    "+tc.sysctl+"\n")
-		r := runCmd(t, "", "unshare", "-n", "--", nodeprov, "apply", "--live", "yes", "--root", root, spec)
+		r := runCmd(t, "", "unshare", "-n", "--", nodeprov, "apply", "--live", "yes", "--stages", "kernel", "--root", root, spec)
 		if r.code != 1 || !strings.Contains(r.stdout, tc.want) {
 			t.Errorf("%s: want exit 1 with %q:\n%s", tc.sysctl, tc.want, r)
 		}
@@ -323,4 +323,42 @@ func readFile(t *testing.T, p string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestSysinfoOnThisMachine: the probes see this machine as FACTS.md
+// describes it — no module support is builtin-only (a pass), cgroup v1
+// hybrid, kernel config read from /proc/config.gz.
+func TestSysinfoOnThisMachine(t *testing.T) {
+	if _, err := os.Stat("/proc/modules"); err == nil {
+		t.Skip("this kernel has module support; the test describes the CI machine, which has none")
+	}
+	r := runNodeprov(t, "", "sysinfo", "-o", "json")
+	var rep struct {
+		OK     bool `json:"ok"`
+		Probes []struct {
+			Name, Status, Message string
+			Required              bool
+		} `json:"probes"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+		t.Fatalf("sysinfo -o json: %v\n%s", err, r)
+	}
+	got := map[string]string{}
+	for _, p := range rep.Probes {
+		got[p.Name] = p.Status + ": " + p.Message
+	}
+	for name, want := range map[string]string{
+		"kernel.modules":                        "pass: kernel has no module support: all modules builtin",
+		"cgroups.version":                       "warn: cgroup v1 hybrid",
+		"kernel.config":                         "pass: read /proc/config.gz",
+		"kernel.config.CONFIG_OVERLAY_FS":       "pass: CONFIG_OVERLAY_FS=y builtin",
+		"kernel.config.CONFIG_BRIDGE_NETFILTER": "pass: CONFIG_BRIDGE_NETFILTER=y builtin",
+	} {
+		if !strings.HasPrefix(got[name], want) {
+			t.Errorf("%s = %q, want prefix %q", name, got[name], want)
+		}
+	}
+	if r.code != 0 || !rep.OK {
+		t.Errorf("sysinfo failed on this machine:\n%s", r)
+	}
 }

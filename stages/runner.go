@@ -12,6 +12,7 @@ import (
 	"github.com/nodeprov/nodeprov/stages/files"
 	"github.com/nodeprov/nodeprov/stages/kernel"
 	"github.com/nodeprov/nodeprov/stages/plan"
+	"github.com/nodeprov/nodeprov/stages/preflight"
 )
 
 // Mode is what a run does with the actions it plans.
@@ -32,7 +33,7 @@ var Order = []string{"preflight", "machine-id", "kernel", "fetch", "install", "f
 
 // All returns the stages of this build in their fixed order.
 func All() []plan.Stage {
-	return []plan.Stage{kernel.Stage{}, files.Stage{}, containerd.Stage{}}
+	return []plan.Stage{preflight.Stage{}, kernel.Stage{}, files.Stage{}, containerd.Stage{}}
 }
 
 // Select returns the stages named in only (all when only is empty), keeping

@@ -14,6 +14,7 @@ import (
 	"github.com/nodeprov/nodeprov/schema"
 	"github.com/nodeprov/nodeprov/spec"
 	"github.com/nodeprov/nodeprov/stages"
+	"github.com/nodeprov/nodeprov/stages/preflight"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -245,6 +246,37 @@ func printExpanded(doc *spec.Document, s ioSet, out string) int {
 		return exitFailure
 	}
 	s.out.Write(b)
+	return exitOK
+}
+
+func runSysinfo(ctx context.Context, args []string, s ioSet) int {
+	fs := newFlags("sysinfo", "sysinfo [flags]", "  nodeprov sysinfo\n  nodeprov sysinfo -o json --ignore kernel.config.CONFIG_NETFILTER_XT_MATCH_IPVS", s)
+	out := addOutput(fs)
+	root := fs.String("root", "/", "target root; probes of live host state are deferred unless it is /")
+	live := fs.String("live", "auto", "probe live host state: auto (when --root is /), yes, no")
+	ignore := fs.String("ignore", "", "comma-separated probe names (or dotted prefixes) whose failure only warns")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return parseExit(err)
+	}
+	liveOpt, err := parseLive(*live)
+	if err != nil || len(pos) != 0 {
+		fs.Usage()
+		return exitInvalid
+	}
+	rep, err := preflight.Sysinfo(ctx, preflight.Options{RootDir: *root, Live: liveOpt, Ignore: splitList(*ignore)})
+	if err != nil {
+		fmt.Fprintf(s.err, "sysinfo: %v\n", err)
+		return exitInvalid
+	}
+	if out.v == "json" {
+		writeJSON(s.out, rep)
+	} else if err := rep.WriteText(s.out); err != nil {
+		return exitFailure
+	}
+	if !rep.OK {
+		return exitFailure
+	}
 	return exitOK
 }
 
