@@ -4,12 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/nodeprov/nodeprov/stages/plan"
 
+	"github.com/nodeprov/nodeprov/fetch"
 	"github.com/nodeprov/nodeprov/spec"
 	"github.com/nodeprov/nodeprov/stages/host"
 )
@@ -32,6 +35,22 @@ type Options struct {
 	Stages      []string
 	LockTimeout time.Duration
 	Observer    Observer
+	// Arch overrides the host architecture for expansion (image builds
+	// for another architecture).
+	Arch string
+	// CacheDir is the download cache (host path); empty means
+	// <root>/var/cache/nodeprov.
+	CacheDir string
+	// Parallel bounds concurrent downloads.
+	Parallel int
+	// RequirePinned refuses digests taken only from the artifact's origin.
+	RequirePinned bool
+	// IdleTimeout fails a download that receives nothing for this long.
+	IdleTimeout time.Duration
+	// Pins are lock-file digests by upstream URL.
+	Pins map[string]string
+	// Progress shows downloads; nil shows nothing.
+	Progress fetch.Progress
 	// OnLockWait is called once when the run has to wait for the lock.
 	OnLockWait func(holder string)
 }
@@ -86,7 +105,11 @@ func Execute(ctx context.Context, o Options) *Report {
 	defer lock.Release()
 
 	rep.Warnings = append(rep.Warnings, unhandled(o.Doc.Spec, selected)...)
-	env := &plan.Env{Spec: o.Doc.Spec, Root: root, Live: live, Kernel: kernel, Changes: plan.NewChangeSet()}
+	env := &plan.Env{Spec: o.Doc.Spec, Root: root, Live: live, Kernel: kernel, Changes: plan.NewChangeSet(),
+		Parallel: o.Parallel, Pins: o.Pins}
+	if err := prepareDownloads(env, o); err != nil {
+		return finish(err)
+	}
 	env.Mode = string(o.Mode)
 	stageReports, changed, runErr := run(ctx, env, selected, o.Mode, o.Observer)
 	rep.Warnings = append(rep.Warnings, env.Warnings()...)
@@ -100,6 +123,55 @@ func Execute(ctx context.Context, o Options) *Report {
 		}
 	}
 	return rep
+}
+
+// prepareDownloads expands the spec's components and downloads for the
+// target architecture and sets up the fetcher and its cache.
+func prepareDownloads(env *plan.Env, o Options) error {
+	env.Arch = o.Arch
+	if env.Arch == "" {
+		env.Arch = spec.HostArch()
+	}
+	arts, err := spec.Expand(env.Spec, env.Arch)
+	if err != nil {
+		return err
+	}
+	env.Artifacts = arts
+	if len(arts) == 0 {
+		return nil
+	}
+	cache := o.CacheDir
+	if cache == "" {
+		cache, err = cacheInRoot(env.Root)
+		if err != nil {
+			return err
+		}
+	}
+	env.Fetcher = &fetch.Fetcher{CacheDir: cache, Parallel: o.Parallel, RequirePinned: o.RequirePinned,
+		IdleTimeout: o.IdleTimeout, Progress: o.Progress}
+	return nil
+}
+
+// DefaultCacheDir is the download cache inside the target root.
+const DefaultCacheDir = "/var/cache/nodeprov"
+
+// cacheInRoot creates the cache directory through the root-confined layer
+// and returns its host path. The fetch package works with plain paths, so
+// the path must not contain a symlink that the host would resolve
+// differently from the root.
+func cacheInRoot(root *host.Root) (string, error) {
+	if err := root.MkdirAll(DefaultCacheDir, 0o755); err != nil {
+		return "", err
+	}
+	p := root.HostPath(DefaultCacheDir)
+	real, err := filepath.EvalSymlinks(p)
+	if err != nil {
+		return "", err
+	}
+	if real != p {
+		return "", fmt.Errorf("download cache %s is reached through a symlink (%s); pass --cache with a plain directory", p, real)
+	}
+	return p, nil
 }
 
 // LastRun is the record of the last apply, kept at LastRunPath.
@@ -149,7 +221,9 @@ func unhandled(n *spec.Node, selected []plan.Stage) []string {
 	check("kernel", len(n.Kernel.Modules)+len(n.Kernel.Sysctl) > 0, "kernel")
 	check("files", len(n.Files) > 0, "files")
 	c := n.Components
-	check("fetch", len(n.Downloads) > 0 || c.Containerd != nil || c.Runc != nil || c.CNI != nil || c.GVisor != nil || c.Crictl != nil, "downloads and components")
+	artifacts := len(n.Downloads) > 0 || c.Containerd != nil || c.Runc != nil || c.CNI != nil || c.GVisor != nil || c.Crictl != nil
+	check("fetch", artifacts, "downloads and components")
+	check("install", artifacts, "downloads and components")
 	check("units", len(n.Units) > 0, "units")
 	return out
 }

@@ -9,7 +9,9 @@ import (
 	"time"
 
 	"github.com/nodeprov/nodeprov/stages/containerd"
+	"github.com/nodeprov/nodeprov/stages/download"
 	"github.com/nodeprov/nodeprov/stages/files"
+	"github.com/nodeprov/nodeprov/stages/install"
 	"github.com/nodeprov/nodeprov/stages/kernel"
 	"github.com/nodeprov/nodeprov/stages/plan"
 	"github.com/nodeprov/nodeprov/stages/preflight"
@@ -33,7 +35,7 @@ var Order = []string{"preflight", "machine-id", "kernel", "fetch", "install", "f
 
 // All returns the stages of this build in their fixed order.
 func All() []plan.Stage {
-	return []plan.Stage{preflight.Stage{}, kernel.Stage{}, files.Stage{}, containerd.Stage{}}
+	return []plan.Stage{preflight.Stage{}, kernel.Stage{}, download.Stage{}, install.Stage{}, files.Stage{}, containerd.Stage{}}
 }
 
 // Select returns the stages named in only (all when only is empty), keeping

@@ -151,6 +151,7 @@ func runMode(mode string) func(context.Context, []string, ioSet) int {
 		only := fs.String("stages", "", "comma-separated stages to run (default all): "+strings.Join(stages.Order, ","))
 		lockTimeout := fs.Duration("lock-timeout", 5*time.Minute, "how long to wait for another run's lock (0: fail at once)")
 		live := fs.String("live", "auto", "touch live kernel state: auto (when --root is /), yes, no")
+		dl := addDownloadFlags(fs)
 		var expanded *bool
 		if mode == "plan" {
 			expanded = fs.Bool("expanded", false, "print the spec with defaults applied instead of planning")
@@ -175,9 +176,16 @@ func runMode(mode string) func(context.Context, []string, ioSet) int {
 		if expanded != nil && *expanded {
 			return printExpanded(doc, s, out.v)
 		}
+		pins, err := dl.pins(pos[0])
+		if err != nil {
+			fmt.Fprintf(s.err, "%s: %v\n", mode, err)
+			return exitInvalid
+		}
 		opts := stages.Options{
 			Mode: stages.Mode(mode), Doc: doc, RootDir: *root, Live: liveOpt,
 			Stages: splitList(*only), LockTimeout: *lockTimeout,
+			Arch: dl.arch, CacheDir: dl.cache, Parallel: dl.parallel, RequirePinned: dl.requirePinned,
+			IdleTimeout: dl.idleTimeout, Pins: pins,
 			OnLockWait: func(holder string) {
 				fmt.Fprintf(s.err, "%s: waiting for another nodeprov run to finish (%s; --lock-timeout %s)\n", mode, orUnknown(holder), *lockTimeout)
 			},
@@ -185,6 +193,7 @@ func runMode(mode string) func(context.Context, []string, ioSet) int {
 		if out.v == "text" {
 			fmt.Fprintf(s.out, "nodeprov %s %s (root %s)\n", mode, doc.File, *root)
 			opts.Observer = &stages.TextObserver{W: s.out, Diffs: mode != "apply"}
+			opts.Progress = progressFor(s.err)
 		}
 		rep := stages.Execute(ctx, opts)
 		if out.v == "json" {

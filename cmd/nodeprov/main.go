@@ -44,6 +44,8 @@ func commands() []command {
 		{"plan", "show what apply would change, with diffs; change nothing", runMode("plan")},
 		{"apply", "converge the node to the spec", runMode("apply")},
 		{"check", "exit 3 when the node has drifted from the spec", runMode("check")},
+		{"lock", "resolve and pin the digest of every download in nodeprov.lock", runLock},
+		{"fetch", "download and verify every artifact into a cache directory (air-gapped hosts)", runFetch},
 		{"sysinfo", "probe the host: kernel, cgroups, kernel config, binaries, disk", runSysinfo},
 		{"schema", "print the JSON Schema of the spec", runSchema},
 		{"version", "print version and build information", runVersion},

@@ -26,6 +26,11 @@ type FileState struct {
 	UID, GID   int
 	Size       int64
 	LinkTarget string // for symlinks
+	// MtimeNs and Ino identify a file's version cheaply: an installed
+	// binary whose size, mtime and inode match the install record need not
+	// be hashed again.
+	MtimeNs int64
+	Ino     uint64
 }
 
 // WriteOptions are the mode and owner of a written file. A negative UID or
@@ -78,6 +83,8 @@ func (r *Root) Lstat(p string) (FileState, error) {
 		GID:        int(st.Gid),
 		Size:       st.Size,
 		LinkTarget: target,
+		MtimeNs:    st.Mtim.Nano(),
+		Ino:        st.Ino,
 	}, nil
 }
 

@@ -3,6 +3,9 @@ package plan
 import (
 	"context"
 	"fmt"
+	"sync"
+
+	"github.com/nodeprov/nodeprov/fetch"
 
 	"github.com/nodeprov/nodeprov/spec"
 	"github.com/nodeprov/nodeprov/stages/host"
@@ -36,6 +39,17 @@ type Env struct {
 	Changes *ChangeSet
 	// Parallel bounds concurrently running parallel actions (downloads).
 	Parallel int
+	// Arch is the architecture artifacts are expanded for.
+	Arch string
+	// Artifacts are the spec's components and downloads expanded for Arch.
+	Artifacts []spec.Artifact
+	// Fetcher downloads and verifies artifacts into the cache.
+	Fetcher *fetch.Fetcher
+	// Pins are digests from the lock file, by upstream URL.
+	Pins map[string]string
+
+	mu      sync.Mutex
+	fetched map[string]Fetched
 	// Mode is "plan", "apply" or "check"; stages that must not even
 	// probe something expensive in plan mode can look at it.
 	Mode string
@@ -46,8 +60,41 @@ type Env struct {
 // Warnf records a warning for the report (an advisory probe that failed, a
 // policy that only warns). Warnings never fail a run.
 func (e *Env) Warnf(format string, args ...any) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	e.warnings = append(e.warnings, fmt.Sprintf(format, args...))
 }
 
+// Fetched is a verified artifact in the cache.
+type Fetched struct {
+	Path   string // cache file (host path)
+	SHA256 string // hex
+	Digest string // the verified digest, "sha256:<hex>" or "sha512:<hex>"
+	Trust  string // pinned, signed, same-origin
+}
+
+// SetFetched records a verified artifact for the install stage; safe for
+// concurrent use by parallel download actions.
+func (e *Env) SetFetched(name string, f Fetched) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.fetched == nil {
+		e.fetched = map[string]Fetched{}
+	}
+	e.fetched[name] = f
+}
+
+// GetFetched returns the verified artifact recorded under name.
+func (e *Env) GetFetched(name string) (Fetched, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	f, ok := e.fetched[name]
+	return f, ok
+}
+
 // Warnings returns the warnings recorded so far.
-func (e *Env) Warnings() []string { return append([]string(nil), e.warnings...) }
+func (e *Env) Warnings() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]string(nil), e.warnings...)
+}

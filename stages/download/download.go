@@ -1,0 +1,284 @@
+// Package download is the fetch stage: every artifact the install stage
+// needs is downloaded in parallel, verified, and kept in the
+// content-addressed cache. It also builds the requests for `nodeprov lock`
+// and `nodeprov fetch --to`.
+package download
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/nodeprov/nodeprov/fetch"
+	"github.com/nodeprov/nodeprov/spec"
+	"github.com/nodeprov/nodeprov/stages/host"
+	"github.com/nodeprov/nodeprov/stages/install"
+	"github.com/nodeprov/nodeprov/stages/plan"
+)
+
+// Stage downloads and verifies artifacts.
+type Stage struct{}
+
+// Name implements plan.Stage.
+func (Stage) Name() string { return "fetch" }
+
+// Plan implements plan.Stage. An artifact already installed as recorded
+// needs nothing; one whose digest is known and cached is reused; the rest
+// become parallel download actions. Digests come from the spec, the lock
+// file, or (costing one small request) the artifact's checksum file.
+func (Stage) Plan(ctx context.Context, env *plan.Env) ([]*plan.Action, error) {
+	if len(env.Artifacts) == 0 {
+		return nil, nil
+	}
+	if env.Fetcher == nil {
+		return nil, fmt.Errorf("no fetcher configured")
+	}
+	keyrings, err := LoadKeyrings(env.Root, env.Spec.Keyrings)
+	if err != nil {
+		return nil, err
+	}
+	rec := install.LoadRecord(env.Root)
+	var actions []*plan.Action
+	for _, art := range env.Artifacts {
+		a, err := planArtifact(ctx, env, rec, keyrings, art)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", art.SpecPath, err)
+		}
+		actions = append(actions, a)
+	}
+	return actions, nil
+}
+
+func planArtifact(ctx context.Context, env *plan.Env, rec *install.Record, keyrings map[string]*fetch.Keyring, art spec.Artifact) (*plan.Action, error) {
+	a := &plan.Action{Resource: "download " + art.Name}
+	pinned := install.PinnedDigest(art, env.Pins)
+	if rec.Intact(env.Root, art, pinned) {
+		a.Op, a.Detail = plan.OpNone, "installed, nothing to fetch"
+		return a, nil
+	}
+	req, err := Request(art, keyrings, env.Pins)
+	if err != nil {
+		return nil, err
+	}
+	if req.Pinned == nil && req.Signature != nil {
+		// A detached signature covers the artifact's bytes: the digest is
+		// only known once they are downloaded and verified, so planning
+		// must not resolve it (that would download in plan).
+		a.Op, a.Parallel = plan.OpCreate, true
+		a.Detail = art.URL + " (signature " + req.Signature.URL + ")"
+		return withRun(env, art, a, req), nil
+	}
+	want := req.Pinned
+	trust := fetch.TrustPinned
+	if want == nil {
+		res, err := env.Fetcher.Resolve(ctx, req)
+		if err != nil {
+			return nil, err
+		}
+		want, trust = &res.Digest, res.Trust
+		if res.KeyExpired {
+			env.Warnf("%s: signed by %s, whose key has expired (allowed by allowExpired)", art.Name, res.SignedBy)
+		}
+	}
+	if path, ok := env.Fetcher.Lookup(*want); ok {
+		sha, err := sha256Of(env.Fetcher, *want, path)
+		if err != nil {
+			return nil, err
+		}
+		env.SetFetched(art.Name, plan.Fetched{Path: path, SHA256: sha, Digest: want.String(), Trust: trust})
+		a.Op, a.Detail = plan.OpNone, "cached "+want.String()
+		return a, nil
+	}
+	a.Op, a.Parallel = plan.OpCreate, true
+	a.Detail = fmt.Sprintf("%s (%s, %s)", art.URL, want, trust)
+	// Verify against the digest resolved now, so a checksum file that
+	// changes between plan and download cannot slip a different artifact in.
+	if req.Pinned == nil {
+		req.Pinned = want
+		req.Checksum = nil
+		pinnedTrust := trust
+		return withRun(env, art, a, req, pinnedTrust), nil
+	}
+	return withRun(env, art, a, req), nil
+}
+
+// withRun makes a download action: fetch, verify, record the cache file for
+// the install stage, and describe what was verified how. trust overrides
+// the fetcher's verdict when the digest was resolved during planning.
+func withRun(env *plan.Env, art spec.Artifact, a *plan.Action, req fetch.Request, trust ...string) *plan.Action {
+	var got fetch.Result
+	a.Run = func(ctx context.Context) error {
+		results, err := env.Fetcher.Fetch(ctx, []fetch.Request{req})
+		if err != nil {
+			return err
+		}
+		got = results[0]
+		if len(trust) > 0 {
+			got.Trust = trust[0]
+		}
+		if got.KeyExpired {
+			env.Warnf("%s: signed by %s, whose key has expired (allowed by allowExpired)", art.Name, got.SignedBy)
+		}
+		env.SetFetched(art.Name, plan.Fetched{Path: got.Path, SHA256: got.SHA256, Digest: got.Digest.String(), Trust: got.Trust})
+		return nil
+	}
+	a.Result = func() string {
+		how := got.Trust
+		if got.SignedBy != "" {
+			how += " by " + got.SignedBy
+		}
+		if got.FromCache {
+			return fmt.Sprintf("%s (cached, %s, %s)", art.URL, got.Digest, how)
+		}
+		return fmt.Sprintf("%s (%d bytes, %s, %s)", art.URL, got.Bytes, got.Digest, how)
+	}
+	return a
+}
+
+// sha256Of returns the sha256 of a cached file: the cache is keyed by it,
+// so it is the file's name.
+func sha256Of(f *fetch.Fetcher, d fetch.Digest, path string) (string, error) {
+	if d.Algorithm == "sha256" {
+		return d.Hex, nil
+	}
+	i := strings.LastIndexByte(path, '/')
+	if i < 0 || len(path)-i-1 != 64 {
+		return "", fmt.Errorf("unexpected cache path %s", path)
+	}
+	return path[i+1:], nil
+}
+
+// Request turns an expanded artifact into a fetch request: pinned by the
+// spec or the lock file when possible, otherwise verified through its
+// checksum file and signatures.
+func Request(art spec.Artifact, keyrings map[string]*fetch.Keyring, pins map[string]string) (fetch.Request, error) {
+	req := fetch.Request{URL: art.URL, MaxSize: art.MaxSize}
+	if pin := install.PinnedDigest(art, pins); pin != "" {
+		d, err := fetch.ParseDigest(pin)
+		if err != nil {
+			return req, err
+		}
+		req.Pinned = &d
+	}
+	sig := func(ref *spec.SignatureRef) (*fetch.SignatureSource, error) {
+		if ref == nil {
+			return nil, nil
+		}
+		kr, ok := keyrings[ref.Keyring]
+		if !ok {
+			return nil, fmt.Errorf("keyring %q is not loaded", ref.Keyring)
+		}
+		return &fetch.SignatureSource{URL: ref.URL, Keyring: kr}, nil
+	}
+	if c := art.Checksum; c != nil {
+		s, err := sig(c.Signature)
+		if err != nil {
+			return req, err
+		}
+		req.Checksum = &fetch.ChecksumSource{URL: c.URL, Algorithm: c.Algorithm, Name: c.Name, Signature: s}
+	}
+	s, err := sig(art.Signature)
+	if err != nil {
+		return req, err
+	}
+	req.Signature = s
+	return req, nil
+}
+
+// LoadKeyrings reads the spec's keyrings: inline armored keys, or a file
+// inside the target root.
+func LoadKeyrings(root *host.Root, specs map[string]spec.Keyring) (map[string]*fetch.Keyring, error) {
+	out := map[string]*fetch.Keyring{}
+	for name, k := range specs {
+		data := []byte(k.Armored)
+		if k.Path != "" {
+			b, exists, err := root.ReadFile(k.Path)
+			if err != nil {
+				return nil, fmt.Errorf("keyring %s: %w", name, err)
+			}
+			if !exists {
+				return nil, fmt.Errorf("keyring %s: %s does not exist in the target root", name, k.Path)
+			}
+			data = b
+		}
+		kr, err := fetch.LoadKeyring(data)
+		if err != nil {
+			return nil, fmt.Errorf("keyring %s: %w", name, err)
+		}
+		kr.AllowExpired = k.AllowExpired
+		out[name] = kr
+	}
+	return out, nil
+}
+
+// Lock resolves the digest of every artifact for each architecture,
+// verifying signatures where upstream publishes them, and returns the lock
+// (existing pins are kept and checked, not trusted blindly: a pin is
+// re-resolved and must match).
+func Lock(ctx context.Context, n *spec.Node, keyrings map[string]*fetch.Keyring, arches []string, f *fetch.Fetcher) (*spec.Lock, error) {
+	lock := spec.NewLock()
+	var reqs []fetch.Request
+	var arts []spec.Artifact
+	for _, arch := range arches {
+		expanded, err := spec.Expand(n, arch)
+		if err != nil {
+			return nil, err
+		}
+		for _, art := range expanded {
+			if _, seen := lock.Pins[art.Upstream]; seen {
+				continue
+			}
+			req, err := Request(art, keyrings, nil)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", art.SpecPath, err)
+			}
+			lock.Pins[art.Upstream] = ""
+			reqs, arts = append(reqs, req), append(arts, art)
+		}
+	}
+	res, err := f.ResolveAll(ctx, reqs)
+	if err != nil {
+		return nil, err
+	}
+	for i, r := range res {
+		lock.Pins[arts[i].Upstream] = r.Digest.String()
+		lock.Trust[arts[i].Upstream] = r.Trust
+	}
+	return lock, nil
+}
+
+// FillCache downloads every artifact for each architecture into the
+// fetcher's cache (`nodeprov fetch --to DIR`) and returns the lock of what
+// it verified, which an air-gapped apply uses to need no network at all.
+func FillCache(ctx context.Context, n *spec.Node, keyrings map[string]*fetch.Keyring, arches []string, pins map[string]string, f *fetch.Fetcher) (*spec.Lock, []fetch.Result, error) {
+	lock := spec.NewLock()
+	var reqs []fetch.Request
+	var arts []spec.Artifact
+	seen := map[string]bool{}
+	for _, arch := range arches {
+		expanded, err := spec.Expand(n, arch)
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, art := range expanded {
+			if seen[art.Upstream] {
+				continue
+			}
+			seen[art.Upstream] = true
+			req, err := Request(art, keyrings, pins)
+			if err != nil {
+				return nil, nil, fmt.Errorf("%s: %w", art.SpecPath, err)
+			}
+			reqs, arts = append(reqs, req), append(arts, art)
+		}
+	}
+	results, err := f.Fetch(ctx, reqs)
+	if err != nil {
+		return nil, results, err
+	}
+	for i, r := range results {
+		lock.Pins[arts[i].Upstream] = r.Digest.String()
+		lock.Trust[arts[i].Upstream] = r.Trust
+	}
+	return lock, results, nil
+}

@@ -1,0 +1,281 @@
+package install
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"sort"
+	"strings"
+
+	"github.com/nodeprov/nodeprov/spec"
+	"github.com/nodeprov/nodeprov/stages/archive"
+	"github.com/nodeprov/nodeprov/stages/host"
+	"github.com/nodeprov/nodeprov/stages/plan"
+)
+
+// Stage installs verified artifacts.
+type Stage struct{}
+
+// Name implements plan.Stage.
+func (Stage) Name() string { return "install" }
+
+// Plan implements plan.Stage.
+func (Stage) Plan(ctx context.Context, env *plan.Env) ([]*plan.Action, error) {
+	if len(env.Artifacts) == 0 {
+		return nil, nil
+	}
+	old := LoadRecord(env.Root)
+	next := &Record{Version: 1, Artifacts: map[string]ArtifactRecord{}}
+	var actions []*plan.Action
+	for _, art := range env.Artifacts {
+		a, err := planArtifact(env, old, next, art)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", art.SpecPath, err)
+		}
+		actions = append(actions, a)
+	}
+	for name := range old.Artifacts {
+		if _, ok := next.Artifacts[name]; !ok && !inSpec(env.Artifacts, name) {
+			env.Warnf("install: %s is no longer in the spec; its files stay installed (remove them by hand if unwanted)", name)
+		}
+	}
+	return append(actions, recordAction(env.Root, old, next, actions)), nil
+}
+
+func inSpec(arts []spec.Artifact, name string) bool {
+	for _, a := range arts {
+		if a.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// PinnedDigest is the digest the spec or the lock file pins for art, or "".
+func PinnedDigest(art spec.Artifact, pins map[string]string) string {
+	switch {
+	case art.SHA256 != "":
+		return "sha256:" + art.SHA256
+	case art.SHA512 != "":
+		return "sha512:" + art.SHA512
+	}
+	return pins[art.Upstream]
+}
+
+func planArtifact(env *plan.Env, old, next *Record, art spec.Artifact) (*plan.Action, error) {
+	a := &plan.Action{Resource: "install " + art.Name, Paths: targets(art.Install)}
+	if old.Intact(env.Root, art, PinnedDigest(art, env.Pins)) {
+		rec := old.Artifacts[art.Name]
+		next.Artifacts[art.Name] = rec
+		a.Op, a.Detail, a.Paths = plan.OpNone, fmt.Sprintf("%d files from %s", len(rec.Files), short(rec.Digest)), nil
+		return a, nil
+	}
+	f, ok := env.GetFetched(art.Name)
+	if !ok {
+		// Only in plan and check: the download is still pending.
+		a.Op, a.Detail = plan.OpCreate, "from "+art.URL+" once downloaded"
+		a.Run = func(context.Context) error { return fmt.Errorf("%s was not downloaded", art.Name) }
+		return a, nil
+	}
+	if art.Install.Archive() {
+		return planArchive(env, next, art, f, a)
+	}
+	return planFile(env, next, art, f, a)
+}
+
+func planFile(env *plan.Env, next *Record, art spec.Artifact, f plan.Fetched, a *plan.Action) (*plan.Action, error) {
+	p, mode := art.Install.Path, art.Install.Mode
+	st, err := env.Root.Lstat(p)
+	if err != nil {
+		return nil, err
+	}
+	record := func() error {
+		fr, err := fileRecord(env.Root, p, f.SHA256)
+		if err != nil {
+			return err
+		}
+		next.Artifacts[art.Name] = ArtifactRecord{URL: art.Upstream, Digest: f.Digest, Files: map[string]FileRecord{p: fr}}
+		return nil
+	}
+	if st.Exists && st.Type == 0 && st.Mode == mode && st.UID == 0 && st.GID == 0 {
+		sum, err := hashRootFile(env.Root, p)
+		if err != nil {
+			return nil, err
+		}
+		if sum == f.SHA256 {
+			a.Op, a.Detail, a.Paths = plan.OpNone, "matches "+short(f.Digest), nil
+			return a, record()
+		}
+	}
+	a.Op = plan.OpCreate
+	if st.Exists {
+		a.Op = plan.OpUpdate
+	}
+	a.Detail = fmt.Sprintf("%s (%s, %s) -> %s mode %s", art.URL, short(f.Digest), f.Trust, p, plan.Octal(mode))
+	a.Run = func(ctx context.Context) error {
+		src, err := os.Open(f.Path)
+		if err != nil {
+			return err
+		}
+		defer src.Close()
+		// The cache file was verified when it was fetched; hash it again on
+		// the way in, so a cache tampered with since never reaches the target.
+		v := &verifying{r: src, h: sha256.New(), want: f.SHA256, name: f.Path}
+		if _, err := env.Root.WriteFileFrom(p, v, host.WriteOptions{Mode: mode, UID: 0, GID: 0}); err != nil {
+			return err
+		}
+		return record()
+	}
+	return a, nil
+}
+
+func planArchive(env *plan.Env, next *Record, art spec.Artifact, f plan.Fetched, a *plan.Action) (*plan.Action, error) {
+	sel := archive.Selection{Files: art.Install.Files, To: art.Install.To, Include: art.Install.Include, Strip: art.Install.Strip}
+	open := func() (io.ReadCloser, error) { return os.Open(f.Path) }
+	members, err := readMembers(open, sel)
+	if err != nil {
+		return nil, err
+	}
+	var changed []string
+	files := map[string]FileRecord{}
+	for _, m := range members {
+		same, err := matches(env.Root, m)
+		if err != nil {
+			return nil, err
+		}
+		if !same {
+			changed = append(changed, m.Target)
+		}
+	}
+	record := func() error {
+		for _, m := range members {
+			fr, err := fileRecord(env.Root, m.Target, m.SHA256)
+			if err != nil {
+				return err
+			}
+			files[m.Target] = fr
+		}
+		next.Artifacts[art.Name] = ArtifactRecord{URL: art.Upstream, Digest: f.Digest, Files: files}
+		return nil
+	}
+	if len(changed) == 0 {
+		a.Op, a.Detail, a.Paths = plan.OpNone, fmt.Sprintf("%d files match %s", len(members), short(f.Digest)), nil
+		return a, record()
+	}
+	sort.Strings(changed)
+	a.Op, a.Paths = plan.OpUpdate, changed
+	a.Detail = fmt.Sprintf("%s (%s, %s): %s", art.URL, short(f.Digest), f.Trust, strings.Join(changed, ", "))
+	a.Run = func(ctx context.Context) error {
+		if _, err := archive.Install(ctx, env.Root, open, sel, archive.DefaultLimits()); err != nil {
+			return err
+		}
+		return record()
+	}
+	return a, nil
+}
+
+func readMembers(open func() (io.ReadCloser, error), sel archive.Selection) ([]archive.Member, error) {
+	r, err := open()
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	return archive.Plan(r, sel, archive.DefaultLimits())
+}
+
+// matches reports whether a member's target already has its bytes and mode.
+func matches(root *host.Root, m archive.Member) (bool, error) {
+	st, err := root.Lstat(m.Target)
+	if err != nil || !st.Exists || st.Type != 0 || st.Size != m.Size || st.Mode != m.Mode {
+		return false, err
+	}
+	sum, err := hashRootFile(root, m.Target)
+	return sum == m.SHA256, err
+}
+
+// recordAction writes the install record when it differs from the one on
+// disk; it runs last, after every install of the stage.
+func recordAction(root *host.Root, old, next *Record, actions []*plan.Action) *plan.Action {
+	a := &plan.Action{Resource: "install record " + RecordPath, Op: plan.OpNone, Paths: []string{RecordPath}}
+	pending := false
+	for _, x := range actions {
+		pending = pending || x.Op.Changes()
+	}
+	oldData, _ := old.Marshal()
+	nextData, _ := next.Marshal()
+	if !pending && bytes.Equal(oldData, nextData) {
+		if _, exists, _ := root.ReadFile(RecordPath); exists || len(next.Artifacts) == 0 {
+			return a
+		}
+	}
+	a.Op, a.Detail = plan.OpUpdate, "what was installed from which digest"
+	a.Run = func(context.Context) error {
+		data, err := next.Marshal()
+		if err != nil {
+			return err
+		}
+		return root.WriteFile(RecordPath, data, host.WriteOptions{Mode: 0o644, UID: 0, GID: 0})
+	}
+	return a
+}
+
+func targets(in spec.Install) []string {
+	switch {
+	case in.Path != "":
+		return []string{in.Path}
+	case len(in.Files) > 0:
+		out := make([]string, 0, len(in.Files))
+		for _, t := range in.Files {
+			out = append(out, t)
+		}
+		sort.Strings(out)
+		return out
+	}
+	return []string{in.To}
+}
+
+func hashRootFile(root *host.Root, p string) (string, error) {
+	f, err := root.Open(p)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+func short(digest string) string {
+	if i := strings.IndexByte(digest, ':'); i > 0 && len(digest) > i+13 {
+		return digest[:i+13] + "…"
+	}
+	return digest
+}
+
+// verifying hashes what it reads and fails at EOF when the bytes are not
+// the expected ones, before the atomic write renames anything into place.
+type verifying struct {
+	r    io.Reader
+	h    hash.Hash
+	want string
+	name string
+}
+
+func (v *verifying) Read(p []byte) (int, error) {
+	n, err := v.r.Read(p)
+	v.h.Write(p[:n])
+	if errors.Is(err, io.EOF) {
+		if got := hex.EncodeToString(v.h.Sum(nil)); got != v.want {
+			return n, fmt.Errorf("cache file %s changed since it was verified: want sha256:%s got sha256:%s", v.name, v.want, got)
+		}
+	}
+	return n, err
+}
