@@ -13,6 +13,7 @@ import (
 	"github.com/nodeprov/nodeprov/stages/files"
 	"github.com/nodeprov/nodeprov/stages/install"
 	"github.com/nodeprov/nodeprov/stages/kernel"
+	"github.com/nodeprov/nodeprov/stages/machineid"
 	"github.com/nodeprov/nodeprov/stages/plan"
 	"github.com/nodeprov/nodeprov/stages/preflight"
 )
@@ -35,7 +36,7 @@ var Order = []string{"preflight", "machine-id", "kernel", "fetch", "install", "f
 
 // All returns the stages of this build in their fixed order.
 func All() []plan.Stage {
-	return []plan.Stage{preflight.Stage{}, kernel.Stage{}, download.Stage{}, install.Stage{}, files.Stage{}, containerd.Stage{}}
+	return []plan.Stage{preflight.Stage{}, machineid.Stage{}, kernel.Stage{}, download.Stage{}, install.Stage{}, files.Stage{}, containerd.Stage{}}
 }
 
 // Select returns the stages named in only (all when only is empty), keeping

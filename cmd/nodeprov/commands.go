@@ -14,6 +14,8 @@ import (
 	"github.com/nodeprov/nodeprov/schema"
 	"github.com/nodeprov/nodeprov/spec"
 	"github.com/nodeprov/nodeprov/stages"
+	"github.com/nodeprov/nodeprov/stages/host"
+	"github.com/nodeprov/nodeprov/stages/machineid"
 	"github.com/nodeprov/nodeprov/stages/preflight"
 )
 
@@ -255,6 +257,47 @@ func printExpanded(doc *spec.Document, s ioSet, out string) int {
 		return exitFailure
 	}
 	s.out.Write(b)
+	return exitOK
+}
+
+func runSeal(ctx context.Context, args []string, s ioSet) int {
+	fs := newFlags("seal", "seal [flags]", "  nodeprov apply --root /mnt/image node.yaml && nodeprov seal --root /mnt/image", s)
+	out := addOutput(fs)
+	root := fs.String("root", "/", "image root to seal")
+	empty := fs.Bool("empty", false, "leave /etc/machine-id empty instead of \"uninitialized\" (a new id at boot, but not a first boot)")
+	cleanCache := fs.Bool("clean-cache", false, "also remove the download cache /var/cache/nodeprov")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return parseExit(err)
+	}
+	if len(pos) != 0 {
+		fs.Usage()
+		return exitInvalid
+	}
+	r, err := host.OpenRoot(*root)
+	if err != nil {
+		fmt.Fprintf(s.err, "seal: %v\n", err)
+		return exitFailure
+	}
+	defer r.Close()
+	// Seal takes the run lock itself and removes the lock file last.
+	res, err := machineid.Seal(ctx, r, machineid.SealOptions{Empty: *empty, CleanCache: *cleanCache})
+	if err != nil {
+		fmt.Fprintf(s.err, "seal: %v\n", err)
+		return exitFailure
+	}
+	if out.v == "json" {
+		writeJSON(s.out, res)
+		return exitOK
+	}
+	for _, st := range res.Steps {
+		state := "unchanged"
+		if st.Changed {
+			state = "changed"
+		}
+		fmt.Fprintf(s.out, "  %s: %s [%s]\n", st.Resource, st.Detail, state)
+	}
+	fmt.Fprintln(s.out, res.Summary())
 	return exitOK
 }
 

@@ -46,6 +46,7 @@ func commands() []command {
 		{"check", "exit 3 when the node has drifted from the spec", runMode("check")},
 		{"lock", "resolve and pin the digest of every download in nodeprov.lock", runLock},
 		{"fetch", "download and verify every artifact into a cache directory (air-gapped hosts)", runFetch},
+		{"seal", "prepare an image root for cloning: machine-id to first-boot state, run state cleared", runSeal},
 		{"sysinfo", "probe the host: kernel, cgroups, kernel config, binaries, disk", runSysinfo},
 		{"schema", "print the JSON Schema of the spec", runSchema},
 		{"version", "print version and build information", runVersion},
