@@ -121,9 +121,9 @@ kind: Node
 containerd:
   configVersion: "2"
   cgroupDriver: cgroupfs
-  root: %s
-  state: %s
-  address: %s
+  root: %[1]s
+  state: %[2]s
+  address: %[3]s
   runtimes:
     runsc:
       type: io.containerd.runc.v2
@@ -140,8 +140,13 @@ containerd:
     docker.io:
       server: https://127.0.0.1:2
       mirrors: [{host: "https://127.0.0.1:1", capabilities: [pull, resolve]}]
-  cni: {network: none}
-`, e.root, e.state, e.address))
+  cni: {network: none, binDir: %[4]s/cni/bin, confDir: %[4]s/cni/net.d}
+  patch: |
+    # containerd creates the opt plugin's and CRI's directories: keep them
+    # in the test's own directory, not on the host.
+    [plugins."io.containerd.internal.v1.opt"]
+    path = "%[4]s/opt"
+`, e.root, e.state, e.address, e.dir))
 	if r := runNodeprov(t, "", "apply", "--root", root, spec); r.code != 0 {
 		t.Fatalf("apply:\n%s", r)
 	}
