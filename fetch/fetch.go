@@ -267,24 +267,34 @@ func (f *Fetcher) Fetch(ctx context.Context, reqs []Request) ([]Result, error) {
 		return nil, err
 	}
 	results := make([]Result, len(reqs))
+	memo := &metaMemo{m: map[string]*metaEntry{}}
+	err := f.each(ctx, "fetch", reqs, func(i int) (err error) {
+		results[i], err = f.fetchOne(ctx, reqs[i], memo)
+		return err
+	})
+	return results, err
+}
+
+// each runs do for every request, at most f.parallel() at once, and joins
+// the errors; requests not started when ctx ends fail with its error.
+func (f *Fetcher) each(ctx context.Context, verb string, reqs []Request, do func(i int) error) error {
 	errs := make([]error, len(reqs))
 	sem := make(chan struct{}, f.parallel())
-	memo := &metaMemo{m: map[string]*metaEntry{}}
 	var wg sync.WaitGroup
 	for i := range reqs {
 		wg.Go(func() {
 			select {
 			case sem <- struct{}{}:
 			case <-ctx.Done():
-				errs[i] = fmt.Errorf("fetch %s: %w", redact(reqs[i].URL), ctx.Err())
+				errs[i] = fmt.Errorf("%s %s: %w", verb, redact(reqs[i].URL), ctx.Err())
 				return
 			}
 			defer func() { <-sem }()
-			results[i], errs[i] = f.fetchOne(ctx, reqs[i], memo)
+			errs[i] = do(i)
 		})
 	}
 	wg.Wait()
-	return results, errors.Join(errs...)
+	return errors.Join(errs...)
 }
 
 // Resolve returns the digest and trust level of an artifact, downloading
@@ -307,24 +317,12 @@ func (f *Fetcher) ResolveAll(ctx context.Context, reqs []Request) ([]Resolution,
 		return nil, err
 	}
 	out := make([]Resolution, len(reqs))
-	errs := make([]error, len(reqs))
-	sem := make(chan struct{}, f.parallel())
 	memo := &metaMemo{m: map[string]*metaEntry{}}
-	var wg sync.WaitGroup
-	for i := range reqs {
-		wg.Go(func() {
-			select {
-			case sem <- struct{}{}:
-			case <-ctx.Done():
-				errs[i] = fmt.Errorf("resolve %s: %w", redact(reqs[i].URL), ctx.Err())
-				return
-			}
-			defer func() { <-sem }()
-			out[i], errs[i] = f.resolveOne(ctx, reqs[i], memo)
-		})
-	}
-	wg.Wait()
-	return out, errors.Join(errs...)
+	err := f.each(ctx, "resolve", reqs, func(i int) (err error) {
+		out[i], err = f.resolveOne(ctx, reqs[i], memo)
+		return err
+	})
+	return out, err
 }
 
 func (f *Fetcher) resolveOne(ctx context.Context, r Request, memo *metaMemo) (Resolution, error) {

@@ -113,13 +113,7 @@ func runLock(ctx context.Context, args []string, s ioSet) int {
 	if !ok {
 		return exitInvalid
 	}
-	r, err := host.OpenRoot(*root)
-	if err != nil {
-		fmt.Fprintf(s.err, "lock: %v\n", err)
-		return exitFailure
-	}
-	defer r.Close()
-	keyrings, err := download.LoadKeyrings(r, doc.Spec.Keyrings)
+	keyrings, err := loadKeyrings(*root, doc.Spec)
 	if err != nil {
 		fmt.Fprintf(s.err, "lock: %v\n", err)
 		return exitFailure
@@ -136,7 +130,7 @@ func runLock(ctx context.Context, args []string, s ioSet) int {
 		return exitFailure
 	}
 	path := filepath.Join(filepath.Dir(pos[0]), spec.LockFileName)
-	if err := writeFileAtomic(path, lock.Marshal()); err != nil {
+	if err := host.WriteHostFile(path, lock.Marshal(), 0o644); err != nil {
 		fmt.Fprintf(s.err, "lock: %v\n", err)
 		return exitFailure
 	}
@@ -172,13 +166,7 @@ func runFetch(ctx context.Context, args []string, s ioSet) int {
 		fmt.Fprintf(s.err, "fetch: %v\n", err)
 		return exitInvalid
 	}
-	r, err := host.OpenRoot(*root)
-	if err != nil {
-		fmt.Fprintf(s.err, "fetch: %v\n", err)
-		return exitFailure
-	}
-	defer r.Close()
-	keyrings, err := download.LoadKeyrings(r, doc.Spec.Keyrings)
+	keyrings, err := loadKeyrings(*root, doc.Spec)
 	if err != nil {
 		fmt.Fprintf(s.err, "fetch: %v\n", err)
 		return exitFailure
@@ -192,7 +180,7 @@ func runFetch(ctx context.Context, args []string, s ioSet) int {
 		fmt.Fprintf(s.err, "fetch: %v\n", err)
 		return exitFailure
 	}
-	if err := writeFileAtomic(filepath.Join(*to, spec.LockFileName), lock.Marshal()); err != nil {
+	if err := host.WriteHostFile(filepath.Join(*to, spec.LockFileName), lock.Marshal(), 0o644); err != nil {
 		fmt.Fprintf(s.err, "fetch: %v\n", err)
 		return exitFailure
 	}
@@ -211,28 +199,12 @@ func runFetch(ctx context.Context, args []string, s ioSet) int {
 	return exitOK
 }
 
-// writeFileAtomic writes a file the CLI owns (lock files next to the spec),
-// outside any target root.
-func writeFileAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-")
+// loadKeyrings reads the spec's keyrings, with key files inside rootDir.
+func loadKeyrings(rootDir string, n *spec.Node) (map[string]*fetch.Keyring, error) {
+	r, err := host.OpenRoot(rootDir)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	defer r.Close()
+	return download.LoadKeyrings(r, n.Keyrings)
 }
