@@ -43,6 +43,21 @@ e2e: build
 bench: build
 	NODEPROV_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench . -benchmem ./stages/... ./e2e/...
 
+# The end-to-end benchmark of issue 3 (see e2e/bench/README.md): nodeprov
+# cold apply, warm re-apply and the docs' sequential curl/sha256sum/tar
+# recipe over ~200 MB on loopback with a per-connection cap; prints a table.
+# Flags: make bench-e2e BENCH_FLAGS='-runs 5 -rate 10'.
+.PHONY: bench-e2e
+bench-e2e: build
+	@missing=""; for p in containerd runc runsc containernetworking-plugins curl time; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "installing:$$missing"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+		else echo "missing Debian packages:$$missing (run make bench-e2e as root to install them)"; exit 1; fi; \
+	fi
+	$(GO) run ./e2e/bench -nodeprov $(BIN) $(BENCH_FLAGS)
+
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzLoad -fuzztime $${FUZZTIME:-30s} ./spec
 

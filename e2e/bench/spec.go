@@ -1,0 +1,52 @@
+package main
+
+import (
+	"fmt"
+	"path"
+	"strings"
+)
+
+// nodeSpec is the node spec the benchmark applies: the components the tree
+// serves (runc verified by its OpenPGP signatures), the padding payloads as
+// plain downloads with checksum files, and mirrors that send the upstream
+// URLs to the loopback server. Nothing is pinned and no lock file sits next
+// to it, so every digest comes from a checksum file, as in the recipe.
+func nodeSpec(t *tree, serverURL string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, `apiVersion: nodeprov/v1alpha1
+kind: Node
+metadata: {name: bench}
+mirrors:
+  - prefix: https://github.com/
+    to: %[1]s/github/
+  - prefix: https://storage.googleapis.com/
+    to: %[1]s/gcs/
+keyrings:
+  runc:
+    armored: |
+%[2]s
+components:
+  containerd:
+    version: %[3]s
+    binaries: [%[4]s]
+  runc: {version: %[5]s, keyring: runc}
+  cni: {version: %[6]s}
+  gvisor: {version: "%[7]s", shim: false}
+`, serverURL, indent(t.keyring, "      "), containerdVersion, strings.Join(containerdBinaries, ", "), runcVersion, cniVersion, gvisorVersion)
+	if len(t.payloads) > 0 {
+		b.WriteString("downloads:\n")
+	}
+	for _, p := range t.payloads {
+		u := "https://github.com/" + strings.TrimPrefix(p, "github/")
+		fmt.Fprintf(&b, "  - url: %s\n    checksum: {url: %s.sha256}\n    path: /opt/nodeprov-bench/%s\n    mode: \"0644\"\n", u, u, path.Base(p))
+	}
+	return b.String()
+}
+
+func indent(s, prefix string) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	for i, l := range lines {
+		lines[i] = prefix + l
+	}
+	return strings.Join(lines, "\n")
+}

@@ -1,0 +1,439 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// containerd2Version is the containerd 2.x release the version 3 render is
+// checked against. It is built from Go modules: only the module proxy is
+// reachable from CI, not GitHub release assets.
+const containerd2Version = "v2.1.4"
+
+// containerd2Binaries returns containerd and ctr built from the containerd
+// Go module at containerd2Version. They are built once into a cache that
+// survives between runs ($NODEPROV_E2E_CACHE, else /var/cache/nodeprov-e2e),
+// under a lock so that parallel test processes build them only once. A
+// failed build fails the test: a render check that silently skips proves
+// nothing.
+func containerd2Binaries(t *testing.T) (containerd, ctr string) {
+	t.Helper()
+	cache := os.Getenv("NODEPROV_E2E_CACHE")
+	if cache == "" {
+		cache = "/var/cache/nodeprov-e2e"
+	}
+	name := "containerd-" + strings.TrimPrefix(containerd2Version, "v")
+	dir := filepath.Join(cache, name)
+	containerd, ctr = filepath.Join(dir, "containerd"), filepath.Join(dir, "ctr")
+	if containerd2Usable(containerd, ctr) {
+		t.Logf("containerd %s: cached in %s", containerd2Version, dir)
+		return containerd, ctr
+	}
+
+	if err := os.MkdirAll(cache, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	lock, err := os.OpenFile(filepath.Join(cache, name+".lock"), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Close()
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err == unix.EWOULDBLOCK {
+		t.Logf("containerd %s: waiting for another process building it", containerd2Version)
+		err = unix.Flock(int(lock.Fd()), unix.LOCK_EX)
+	}
+	if err != nil {
+		t.Fatalf("lock %s: %v", lock.Name(), err)
+	}
+	defer unix.Flock(int(lock.Fd()), unix.LOCK_UN)
+	// Another process may have finished the build while this one waited.
+	if containerd2Usable(containerd, ctr) {
+		t.Logf("containerd %s: built by another process into %s", containerd2Version, dir)
+		return containerd, ctr
+	}
+	// With the lock held, leftovers are from builds that died: remove them,
+	// and a final directory that does not work (it is only ever renamed
+	// into place complete, so this is a hand-made or damaged one).
+	stale, _ := filepath.Glob(filepath.Join(cache, name+".tmp-*"))
+	for _, s := range stale {
+		os.RemoveAll(s)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+
+	start := time.Now()
+	tmp, err := os.MkdirTemp(cache, name+".tmp-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(tmp) // gone after a successful rename
+	log, err := buildContainerd2(tmp)
+	os.WriteFile(filepath.Join(tmp, "build.log"), log, 0o644)
+	if err != nil {
+		t.Fatalf("building containerd %s from Go modules: %v\n%s", containerd2Version, err, log)
+	}
+	if !containerd2Usable(filepath.Join(tmp, "containerd"), filepath.Join(tmp, "ctr")) {
+		t.Fatalf("containerd %s built but does not report its version\n%s", containerd2Version, log)
+	}
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("containerd %s: built containerd and ctr from Go modules in %s into %s",
+		containerd2Version, time.Since(start).Round(100*time.Millisecond), dir)
+	return containerd, ctr
+}
+
+// containerd2Usable says whether both binaries run and are the expected
+// release.
+func containerd2Usable(containerd, ctr string) bool {
+	want := strings.TrimPrefix(containerd2Version, "v")
+	for _, bin := range []string{containerd, ctr} {
+		out, err := exec.Command(bin, "--version").Output()
+		if err != nil || !strings.Contains(string(out), want) {
+			return false
+		}
+	}
+	return true
+}
+
+// buildContainerd2 builds containerd and ctr into out from a scratch module
+// that requires the containerd module. `go install pkg@version` refuses
+// modules with exclude directives, so the module is a dependency of a
+// throwaway main module instead. The combined output of every step is
+// returned.
+func buildContainerd2(out string) ([]byte, error) {
+	src := filepath.Join(out, "src")
+	if err := os.Mkdir(src, 0o755); err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(src)
+	const mod = "github.com/containerd/containerd/v2"
+	main := fmt.Sprintf(`// Scratch module: keeps the containerd and ctr command packages and
+// their dependencies in go.mod and go.sum so that they can be built.
+package main
+
+import (
+	_ %[1]q
+	_ %[2]q
+	_ %[3]q
+)
+
+func main() {}
+`, mod+"/cmd/containerd/builtins", mod+"/cmd/containerd/command", mod+"/cmd/ctr/app")
+	if err := os.WriteFile(filepath.Join(src, "main.go"), []byte(main), 0o644); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	var log bytes.Buffer
+	tags := "no_btrfs no_devmapper no_zfs"
+	steps := [][]string{
+		{"go", "mod", "init", "nodeprov.test/containerd2"},
+		{"go", "get", mod + "@" + containerd2Version},
+		{"go", "mod", "tidy"},
+		{"go", "build", "-trimpath", "-tags", tags, "-ldflags", "-s -w", "-o", filepath.Join(out, "containerd"), mod + "/cmd/containerd"},
+		{"go", "build", "-trimpath", "-tags", tags, "-ldflags", "-s -w", "-o", filepath.Join(out, "ctr"), mod + "/cmd/ctr"},
+	}
+	for _, step := range steps {
+		fmt.Fprintf(&log, "$ %s\n", strings.Join(step, " "))
+		cmd := exec.CommandContext(ctx, step[0], step[1:]...)
+		cmd.Dir = src
+		// The scratch module stands alone: no workspace, no toolchain
+		// download, no vendoring or flags from the caller's environment.
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOWORK=off", "GOTOOLCHAIN=local", "GOFLAGS=-buildvcs=false")
+		cmd.Stdout, cmd.Stderr = &log, &log
+		if err := cmd.Run(); err != nil {
+			return log.Bytes(), fmt.Errorf("%s: %w", strings.Join(step, " "), err)
+		}
+	}
+	return log.Bytes(), nil
+}
+
+// containerd2Env is a containerdEnv that runs given containerd and ctr
+// binaries instead of the ones on PATH. It reuses the 1.6 helper's log and
+// stop (process group, unmounts).
+type containerd2Env struct {
+	*containerdEnv
+	containerdBin, ctrBin string
+}
+
+func newContainerd2Env(t *testing.T, containerdBin, ctrBin string) *containerd2Env {
+	t.Helper()
+	// A short base dir: the socket path is limited to 108 bytes.
+	dir, err := os.MkdirTemp("/tmp", "npc2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &containerd2Env{
+		containerdEnv: &containerdEnv{dir: dir, root: dir + "/root", state: dir + "/state", address: dir + "/c.sock"},
+		containerdBin: containerdBin,
+		ctrBin:        ctrBin,
+	}
+	t.Cleanup(func() {
+		e.stop(t)
+		if err := os.RemoveAll(dir); err != nil {
+			t.Errorf("remove the test's containerd directory: %v", err)
+		}
+	})
+	return e
+}
+
+// start runs containerd with config and waits until it answers on its
+// socket.
+func (e *containerd2Env) start(t *testing.T, config string) {
+	t.Helper()
+	var err error
+	e.log, err = os.Create(filepath.Join(e.dir, "containerd.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.cmd = exec.Command(e.containerdBin, "--config", config)
+	e.cmd.Stdout, e.cmd.Stderr = e.log, e.log
+	e.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := e.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	proc := e.cmd.Process
+	go func() {
+		// Only notices an early exit (WNOWAIT): stop reaps the process.
+		var info unix.Siginfo
+		for unix.Waitid(unix.P_PID, proc.Pid, &info, unix.WEXITED|unix.WNOWAIT, nil) == unix.EINTR {
+		}
+		close(exited)
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-exited:
+			t.Fatalf("containerd exited at start:\n%s", e.logText())
+		default:
+		}
+		if r := e.ctr(t, "version"); r.code == 0 {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("containerd did not come up:\n%s", e.logText())
+}
+
+func (e *containerd2Env) ctr(t *testing.T, args ...string) result {
+	t.Helper()
+	return runCmd(t, "", e.ctrBin, append([]string{"--address", e.address}, args...)...)
+}
+
+// pluginStatus returns the STATUS column of `ctr plugins ls` for a plugin.
+func (e *containerd2Env) pluginStatus(t *testing.T, typ, id string) string {
+	t.Helper()
+	r := e.ctr(t, "plugins", "ls")
+	for _, line := range strings.Split(r.stdout, "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 4 && f[0] == typ && f[1] == id {
+			return f[len(f)-1]
+		}
+	}
+	return "absent"
+}
+
+// unknownKeyLines returns the log lines in which containerd 2.x reports a
+// config key it does not know: a key in the wrong table (a version 2 key
+// in a version 3 file) or a typo. containerd starts anyway, so this line
+// is the only sign of a wrong render.
+func unknownKeyLines(log string) []string {
+	var out []string
+	for _, line := range strings.Split(log, "\n") {
+		if strings.Contains(line, "Ignoring unknown key") {
+			out = append(out, line)
+		}
+	}
+	return out
+}
+
+// hostPaths are the host locations containerd and CNI use by default. A
+// test containerd must create nothing there.
+var hostPaths = []string{"/opt", "/etc/cni", "/etc/containerd", "/var/lib/containerd", "/run/containerd", "/run/nri", "/etc/nri", "/etc/cdi", "/run/cdi"}
+
+// hostSnapshot records which of hostPaths exist and, for directories, the
+// names directly in them.
+func hostSnapshot() map[string]bool {
+	seen := map[string]bool{}
+	for _, p := range hostPaths {
+		if _, err := os.Lstat(p); err != nil {
+			continue
+		}
+		seen[p] = true
+		entries, _ := os.ReadDir(p)
+		for _, e := range entries {
+			seen[filepath.Join(p, e.Name())] = true
+		}
+	}
+	return seen
+}
+
+// TestRenderedV3ConfigLoadsInContainerd2 renders a version 3 config.toml and
+// starts containerd 2.x (built from Go modules) with it: the CRI plugins
+// must load, and containerd must report no unknown key, which is how 2.x
+// answers a key in the wrong table. A second run with a deliberately
+// misplaced key shows that the check catches one.
+func TestRenderedV3ConfigLoadsInContainerd2(t *testing.T) {
+	requireRoot(t)
+	before := hostSnapshot()
+	// Registered first, so it runs after every containerd is stopped.
+	t.Cleanup(func() {
+		var created []string
+		for p := range hostSnapshot() {
+			if !before[p] {
+				created = append(created, p)
+			}
+		}
+		sort.Strings(created)
+		if len(created) > 0 {
+			t.Errorf("the test created host paths outside its directory: %v", created)
+		}
+	})
+	containerdBin, ctrBin := containerd2Binaries(t)
+
+	// run applies the spec (with extraPatch appended to its patch) to a
+	// sandbox root, checks the rendered file is version 3, and starts
+	// containerd with it.
+	run := func(t *testing.T, extraPatch string) *containerd2Env {
+		e := newContainerd2Env(t, containerdBin, ctrBin)
+		root := sandbox(t)
+		spec := writeSpec(t, fmt.Sprintf(`apiVersion: nodeprov/v1alpha1
+kind: Node
+containerd:
+  configVersion: 3
+  cgroupDriver: cgroupfs
+  root: %[1]s
+  state: %[2]s
+  address: %[3]s
+  runtimes:
+    gvisor:
+      type: io.containerd.runsc.v1
+      runscConfig: {network: none}
+    kata:
+      type: io.containerd.kata.v2
+      configPath: %[4]s/kata/configuration.toml
+      podAnnotations: ["io.katacontainers.*"]
+      privilegedWithoutHostDevices: true
+    runsc:
+      type: io.containerd.runc.v2
+      binaryName: /usr/bin/runsc
+  registries:
+    docker.io:
+      server: https://127.0.0.1:2
+      mirrors: [{host: "https://127.0.0.1:1", capabilities: [pull, resolve]}]
+  cni: {network: none, binDir: %[4]s/cni/bin, confDir: %[4]s/cni/net.d}
+  patch: |
+    # containerd creates the opt plugin's directory and NRI's socket:
+    # keep them in the test's own directory, not on the host.
+    [plugins."io.containerd.internal.v1.opt"]
+    path = "%[4]s/opt"
+    [plugins."io.containerd.nri.v1.nri"]
+    socket_path = "%[4]s/nri.sock"
+    plugin_path = "%[4]s/nri/plugins"
+    plugin_config_path = "%[4]s/nri/conf.d"
+%[5]s`, e.root, e.state, e.address, e.dir, indentLines(extraPatch, "    ")))
+		if r := runNodeprov(t, "", "apply", "--root", root, spec); r.code != 0 {
+			t.Fatalf("apply:\n%s", r)
+		}
+		config := filepath.Join(root, "etc/containerd/config.toml")
+		b, err := os.ReadFile(config)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []string{"\nversion = 3\n", "bin_dirs = "} {
+			if !strings.Contains(string(b), want) {
+				t.Fatalf("rendered config lacks %q:\n%s", strings.TrimSpace(want), b)
+			}
+		}
+		if strings.Contains(string(b), "bin_dir =") {
+			t.Errorf("rendered config has the 2.0 key bin_dir for containerd 2.1:\n%s", b)
+		}
+		e.start(t, config)
+		return e
+	}
+
+	t.Run("rendered", func(t *testing.T) {
+		start := time.Now()
+		e := run(t, "")
+		t.Logf("containerd %s up in %s", containerd2Version, time.Since(start).Round(10*time.Millisecond))
+		for _, p := range [][2]string{
+			{"io.containerd.cri.v1", "images"},
+			{"io.containerd.cri.v1", "runtime"},
+			{"io.containerd.grpc.v1", "cri"},
+		} {
+			if st := e.pluginStatus(t, p[0], p[1]); st != "ok" {
+				t.Errorf("plugin %s %s status %q with the rendered config", p[0], p[1], st)
+			}
+		}
+		log := e.logText()
+		for _, line := range unknownKeyLines(log) {
+			t.Errorf("containerd ignored a key of the rendered config: %s", line)
+		}
+		for _, line := range strings.Split(log, "\n") {
+			// No conflist in conf_dir is expected here (network: none).
+			if strings.Contains(line, "level=error") && !strings.Contains(line, "failed to load cni during init") {
+				t.Errorf("containerd logged an error with the rendered config: %s", line)
+			}
+		}
+		if t.Failed() {
+			r := e.ctr(t, "plugins", "ls")
+			t.Logf("ctr plugins ls:\n%s%s\ncontainerd log:\n%s", r.stdout, r.stderr, log)
+		}
+	})
+
+	// The same check must fail on a misplaced key: sandbox_image is a
+	// version 2 key of the grpc.v1.cri table; in version 3 it belongs under
+	// cri.v1.images as pinned_images.sandbox.
+	t.Run("misplaced key is reported", func(t *testing.T) {
+		e := run(t, `[plugins."io.containerd.cri.v1.runtime"]
+sandbox_image = "x"
+`)
+		var lines []string
+		// The warning is logged while the plugin loads; give a slow start
+		// a moment before concluding it is missing.
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			lines = unknownKeyLines(e.logText())
+			if len(lines) > 0 || time.Now().After(deadline) {
+				break
+			}
+		}
+		found := false
+		for _, line := range lines {
+			if strings.Contains(line, "sandbox_image") && strings.Contains(line, "io.containerd.cri.v1.runtime") {
+				found = true
+				t.Logf("reported as expected: %s", line)
+			}
+		}
+		if !found {
+			t.Errorf("containerd did not report the misplaced sandbox_image key (unknown-key lines: %q)\nlog:\n%s", lines, e.logText())
+		}
+	})
+}
+
+// indentLines prefixes every non-empty line of s.
+func indentLines(s, prefix string) string {
+	lines := strings.SplitAfter(s, "\n")
+	for i, l := range lines {
+		if strings.TrimSpace(l) != "" {
+			lines[i] = prefix + l
+		}
+	}
+	return strings.Join(lines, "")
+}
