@@ -49,8 +49,10 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"slices"
 	"strconv"
 
+	"github.com/nodeprov/nodeprov/spec"
 	"github.com/nodeprov/nodeprov/stages/host"
 )
 
@@ -71,6 +73,11 @@ type Selection struct {
 	// To; entries with no components left are skipped, like tar
 	// --strip-components.
 	Strip int
+}
+
+// SelectionOf is the selection of a spec install rule.
+func SelectionOf(in spec.Install) Selection {
+	return Selection{Files: in.Files, To: in.To, Include: in.Include, Strip: in.Strip}
 }
 
 // Limits bound what reading an archive may cost. A zero field takes its
@@ -204,17 +211,8 @@ func plan(ctx context.Context, r io.Reader, sel Selection, lim Limits) ([]Member
 // root. open must return the same bytes each time it is called (a verified
 // file in the download cache): the first pass checks every entry and hashes
 // the selected members, and only when the whole archive passes does a second
-// pass stream each member into its target, atomically replacing it through
-// root.WriteFileFrom; members are never held in memory. A target that
-// already holds the member's contents with the right mode and owner is left
-// alone (Member.Unchanged), so installing the same archive twice gives the
-// same tree and the second time writes nothing.
-//
-// A refused archive, an existing directory at a target, or a non-directory
-// in a target's parent path is reported before anything is written. A
-// member whose bytes differ in the second pass is never renamed into place;
-// an I/O error in the second pass can leave the members installed before it
-// (each complete).
+// pass stream each member into its target (see InstallPlanned); members are
+// never held in memory.
 func Install(ctx context.Context, root *host.Root, open func() (io.ReadCloser, error), sel Selection, lim Limits) ([]Member, error) {
 	members, err := readWith(ctx, open, func(r io.Reader) ([]Member, error) {
 		return plan(ctx, r, sel, lim)
@@ -222,6 +220,26 @@ func Install(ctx context.Context, root *host.Root, open func() (io.ReadCloser, e
 	if err != nil {
 		return nil, err
 	}
+	return InstallPlanned(ctx, root, open, sel, lim, members)
+}
+
+// InstallPlanned installs members, the result of Plan over the bytes open
+// returns, in one pass over the archive: each member is streamed into its
+// target and atomically replaces it through root.WriteFileFrom. Plan has
+// already checked the whole archive, so this pass only has to prove the
+// bytes are still the planned ones: a member that is not the next planned
+// one, or whose contents differ from the planned digest, is refused and
+// never renamed into place. A target that already holds the member's
+// contents with the right mode and owner is left alone (Member.Unchanged),
+// so installing the same archive twice gives the same tree and the second
+// time writes nothing.
+//
+// An existing directory at a target, or a non-directory in a target's
+// parent path, is reported before anything is written. An I/O error, or
+// bytes that changed since Plan, can leave the members installed before it
+// (each complete).
+func InstallPlanned(ctx context.Context, root *host.Root, open func() (io.ReadCloser, error), sel Selection, lim Limits, planned []Member) ([]Member, error) {
+	members := slices.Clone(planned)
 	uid, gid := os.Geteuid(), os.Getegid()
 	changed := 0
 	for i := range members {

@@ -623,3 +623,42 @@ func TestCleanName(t *testing.T) {
 		}
 	}
 }
+
+// TestInstallPlannedReadsOnce: given Plan's result, installing reads the
+// archive once, and not at all when every target already matches.
+func TestInstallPlannedReadsOnce(t *testing.T) {
+	data := containerdRelease(t)
+	sel := Selection{To: "/usr/local/bin", Strip: 1}
+	planned, err := Plan(bytes.NewReader(data), sel, Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := newTestRoot(t)
+	opens := 0
+	open := func() (io.ReadCloser, error) { opens++; return fromBytes(data)() }
+	got, err := InstallPlanned(context.Background(), r.root, open, sel, Limits{}, planned)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if opens != 1 || len(got) != len(planned) {
+		t.Fatalf("first install: %d opens, %d members; want 1 open, %d members", opens, len(got), len(planned))
+	}
+	for _, m := range got {
+		if m.Unchanged {
+			t.Errorf("%s reported unchanged on an empty root", m.Target)
+		}
+	}
+	opens = 0
+	got, err = InstallPlanned(context.Background(), r.root, open, sel, Limits{}, planned)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if opens != 0 {
+		t.Errorf("second install opened the archive %d times, want 0", opens)
+	}
+	for _, m := range got {
+		if !m.Unchanged {
+			t.Errorf("%s rewritten on the second install", m.Target)
+		}
+	}
+}

@@ -7,10 +7,12 @@ package download
 import (
 	"context"
 	"fmt"
+	"os"
 	"strings"
 
 	"github.com/nodeprov/nodeprov/fetch"
 	"github.com/nodeprov/nodeprov/spec"
+	"github.com/nodeprov/nodeprov/stages/archive"
 	"github.com/nodeprov/nodeprov/stages/host"
 	"github.com/nodeprov/nodeprov/stages/install"
 	"github.com/nodeprov/nodeprov/stages/plan"
@@ -119,7 +121,19 @@ func withRun(env *plan.Env, art spec.Artifact, a *plan.Action, req fetch.Request
 		if got.KeyExpired {
 			env.Warnf("%s: signed by %s, whose key has expired (allowed by allowExpired)", art.Name, got.SignedBy)
 		}
-		env.SetFetched(art.Name, plan.Fetched{Path: got.Path, SHA256: got.SHA256, Digest: got.Digest.String(), Trust: got.Trust})
+		f := plan.Fetched{Path: got.Path, SHA256: got.SHA256, Digest: got.Digest.String(), Trust: got.Trust}
+		if art.Install.Archive() {
+			// Check and index the archive now, while other downloads are
+			// still on the wire: the install stage then reads it only once
+			// more, to write, and a hostile archive fails here, before
+			// anything of any artifact is installed.
+			members, err := planArchive(got.Path, art.Install)
+			if err != nil {
+				return fmt.Errorf("%s: %w", art.URL, err)
+			}
+			f.Members = members
+		}
+		env.SetFetched(art.Name, f)
 		return nil
 	}
 	a.Result = func() string {
@@ -133,6 +147,17 @@ func withRun(env *plan.Env, art spec.Artifact, a *plan.Action, req fetch.Request
 		return fmt.Sprintf("%s (%d bytes, %s, %s)", art.URL, got.Bytes, got.Digest, how)
 	}
 	return a
+}
+
+// planArchive lists and hashes the members of a verified cache file that
+// an install rule selects.
+func planArchive(path string, in spec.Install) ([]archive.Member, error) {
+	r, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	return archive.Plan(r, archive.SelectionOf(in), archive.DefaultLimits())
 }
 
 // sha256Of returns the sha256 of a cached file: the cache is keyed by it,

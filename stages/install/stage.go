@@ -10,8 +10,10 @@ import (
 	"hash"
 	"io"
 	"os"
+	"runtime"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/nodeprov/nodeprov/spec"
 	"github.com/nodeprov/nodeprov/stages/archive"
@@ -25,27 +27,75 @@ type Stage struct{}
 // Name implements plan.Stage.
 func (Stage) Name() string { return "install" }
 
-// Plan implements plan.Stage.
+// Plan implements plan.Stage. Artifacts are planned concurrently (reading
+// an archive to list and hash its members is most of the work), and their
+// installs are parallel actions: they write disjoint targets (overlapping
+// ones run in order) and each is decompression-bound, so a cold apply uses
+// every core.
 func (Stage) Plan(ctx context.Context, env *plan.Env) ([]*plan.Action, error) {
 	if len(env.Artifacts) == 0 {
 		return nil, nil
 	}
 	old := LoadRecord(env.Root)
 	next := &Record{Version: 1, Artifacts: map[string]ArtifactRecord{}}
-	var actions []*plan.Action
-	for _, art := range env.Artifacts {
-		a, err := planArtifact(env, old, next, art)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", art.SpecPath, err)
-		}
-		actions = append(actions, a)
+	var mu sync.Mutex
+	setRecord := func(name string, r ArtifactRecord) {
+		mu.Lock()
+		defer mu.Unlock()
+		next.Artifacts[name] = r
 	}
+
+	actions := make([]*plan.Action, len(env.Artifacts))
+	errs := make([]error, len(env.Artifacts))
+	sem := make(chan struct{}, max(1, runtime.GOMAXPROCS(0)))
+	var wg sync.WaitGroup
+	for i, art := range env.Artifacts {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			actions[i], errs[i] = planArtifact(env, old, setRecord, art)
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", env.Artifacts[i].SpecPath, err)
+		}
+	}
+	markParallel(actions)
+
 	for name := range old.Artifacts {
 		if _, ok := next.Artifacts[name]; !ok && !inSpec(env.Artifacts, name) {
 			env.Warnf("install: %s is no longer in the spec; its files stay installed (remove them by hand if unwanted)", name)
 		}
 	}
 	return append(actions, recordAction(env.Root, old, next, actions)), nil
+}
+
+// markParallel lets installs run concurrently unless a target of one is, or
+// is under, a target of another: those keep the spec's order.
+func markParallel(actions []*plan.Action) {
+	for i, a := range actions {
+		a.Parallel = true
+		for j, b := range actions {
+			if i != j && overlaps(a.Paths, b.Paths) {
+				a.Parallel = false
+				break
+			}
+		}
+	}
+}
+
+func overlaps(a, b []string) bool {
+	for _, x := range a {
+		for _, y := range b {
+			if x == y || strings.HasPrefix(x, strings.TrimSuffix(y, "/")+"/") || strings.HasPrefix(y, strings.TrimSuffix(x, "/")+"/") {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func inSpec(arts []spec.Artifact, name string) bool {
@@ -68,11 +118,14 @@ func PinnedDigest(art spec.Artifact, pins map[string]string) string {
 	return pins[art.Upstream]
 }
 
-func planArtifact(env *plan.Env, old, next *Record, art spec.Artifact) (*plan.Action, error) {
+// recordFunc records what an artifact installed, for the install record.
+type recordFunc func(name string, r ArtifactRecord)
+
+func planArtifact(env *plan.Env, old *Record, setRecord recordFunc, art spec.Artifact) (*plan.Action, error) {
 	a := &plan.Action{Resource: "install " + art.Name, Paths: targets(art.Install)}
 	if old.Intact(env.Root, art, PinnedDigest(art, env.Pins)) {
 		rec := old.Artifacts[art.Name]
-		next.Artifacts[art.Name] = rec
+		setRecord(art.Name, rec)
 		a.Op, a.Detail, a.Paths = plan.OpNone, fmt.Sprintf("%d files from %s", len(rec.Files), short(rec.Digest)), nil
 		return a, nil
 	}
@@ -84,12 +137,12 @@ func planArtifact(env *plan.Env, old, next *Record, art spec.Artifact) (*plan.Ac
 		return a, nil
 	}
 	if art.Install.Archive() {
-		return planArchive(env, next, art, f, a)
+		return planArchive(env, setRecord, art, f, a)
 	}
-	return planFile(env, next, art, f, a)
+	return planFile(env, setRecord, art, f, a)
 }
 
-func planFile(env *plan.Env, next *Record, art spec.Artifact, f plan.Fetched, a *plan.Action) (*plan.Action, error) {
+func planFile(env *plan.Env, setRecord recordFunc, art spec.Artifact, f plan.Fetched, a *plan.Action) (*plan.Action, error) {
 	p, mode := art.Install.Path, art.Install.Mode
 	st, err := env.Root.Lstat(p)
 	if err != nil {
@@ -100,7 +153,7 @@ func planFile(env *plan.Env, next *Record, art spec.Artifact, f plan.Fetched, a 
 		if err != nil {
 			return err
 		}
-		next.Artifacts[art.Name] = ArtifactRecord{URL: art.Upstream, Digest: f.Digest, Files: map[string]FileRecord{p: fr}}
+		setRecord(art.Name, ArtifactRecord{URL: art.Upstream, Digest: f.Digest, Files: map[string]FileRecord{p: fr}})
 		return nil
 	}
 	if st.Exists && st.Type == 0 && st.Mode == mode && st.UID == 0 && st.GID == 0 {
@@ -135,12 +188,15 @@ func planFile(env *plan.Env, next *Record, art spec.Artifact, f plan.Fetched, a 
 	return a, nil
 }
 
-func planArchive(env *plan.Env, next *Record, art spec.Artifact, f plan.Fetched, a *plan.Action) (*plan.Action, error) {
-	sel := archive.Selection{Files: art.Install.Files, To: art.Install.To, Include: art.Install.Include, Strip: art.Install.Strip}
+func planArchive(env *plan.Env, setRecord recordFunc, art spec.Artifact, f plan.Fetched, a *plan.Action) (*plan.Action, error) {
+	sel := archive.SelectionOf(art.Install)
 	open := func() (io.ReadCloser, error) { return os.Open(f.Path) }
-	members, err := readMembers(open, sel)
-	if err != nil {
-		return nil, err
+	members := f.Members
+	if members == nil {
+		var err error
+		if members, err = readMembers(open, sel); err != nil {
+			return nil, err
+		}
 	}
 	var changed []string
 	files := map[string]FileRecord{}
@@ -161,7 +217,7 @@ func planArchive(env *plan.Env, next *Record, art spec.Artifact, f plan.Fetched,
 			}
 			files[m.Target] = fr
 		}
-		next.Artifacts[art.Name] = ArtifactRecord{URL: art.Upstream, Digest: f.Digest, Files: files}
+		setRecord(art.Name, ArtifactRecord{URL: art.Upstream, Digest: f.Digest, Files: files})
 		return nil
 	}
 	if len(changed) == 0 {
@@ -172,7 +228,9 @@ func planArchive(env *plan.Env, next *Record, art spec.Artifact, f plan.Fetched,
 	a.Op, a.Paths = plan.OpUpdate, changed
 	a.Detail = fmt.Sprintf("%s (%s, %s): %s", art.URL, short(f.Digest), f.Trust, strings.Join(changed, ", "))
 	a.Run = func(ctx context.Context) error {
-		if _, err := archive.Install(ctx, env.Root, open, sel, archive.DefaultLimits()); err != nil {
+		// members were planned from this verified cache file: one more
+		// pass installs them, checking every member's bytes again.
+		if _, err := archive.InstallPlanned(ctx, env.Root, open, sel, archive.DefaultLimits(), members); err != nil {
 			return err
 		}
 		return record()

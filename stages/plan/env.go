@@ -8,6 +8,7 @@ import (
 	"github.com/nodeprov/nodeprov/fetch"
 
 	"github.com/nodeprov/nodeprov/spec"
+	"github.com/nodeprov/nodeprov/stages/archive"
 	"github.com/nodeprov/nodeprov/stages/host"
 )
 
@@ -71,6 +72,11 @@ type Fetched struct {
 	SHA256 string // hex
 	Digest string // the verified digest, "sha256:<hex>" or "sha512:<hex>"
 	Trust  string // pinned, signed, same-origin
+	// Members is the checked member list of an archive artifact, planned
+	// by the fetch stage right after the download (archive.Plan over Path
+	// with the artifact's selection), so that the install stage reads the
+	// archive only once more; nil when not planned yet.
+	Members []archive.Member
 }
 
 // SetFetched records a verified artifact for the install stage; safe for
