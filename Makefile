@@ -7,9 +7,10 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -s -w -X main.version=$(VERSION)
 DEMO_ROOT ?= $(CURDIR)/_demo/root
 # Debian packages the tests use: unshare (util-linux) for private network
-# namespaces, iproute2 to inspect them, and the real container runtime
-# components the end-to-end tests install and run.
-TEST_DEBS := util-linux iproute2 kmod procps containerd runc runsc containernetworking-plugins busybox-static
+# namespaces, iproute2 to inspect them, the real container runtime
+# components the end-to-end tests install and run, and systemd for
+# `systemctl --root`, which the units stage's offline links are compared with.
+TEST_DEBS := util-linux iproute2 kmod procps containerd runc runsc containernetworking-plugins busybox-static systemd systemd-container debootstrap
 GO_DIRS   := $(wildcard cmd spec stages fetch schema e2e)
 
 .PHONY: all build test unit e2e bench demo lint fuzz generate deps clean

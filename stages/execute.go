@@ -53,6 +53,13 @@ type Options struct {
 	Progress fetch.Progress
 	// OnLockWait is called once when the run has to wait for the lock.
 	OnLockWait func(holder string)
+	// NoBlock queues systemd start, stop and restart jobs without waiting
+	// for their results (inside cloud-init or a first-boot unit).
+	NoBlock bool
+	// FirstBoot also installs nodeprov, the spec (and the run's pins) and
+	// the enabled first-boot unit into the root, so that an image built
+	// offline applies the spec live when it boots.
+	FirstBoot bool
 }
 
 // Execute runs the pipeline on a target root and returns the report; the
@@ -77,7 +84,7 @@ func Execute(ctx context.Context, o Options) *Report {
 		rep.OK = true
 		return rep
 	}
-	selected, err := Select(All(), o.Stages)
+	selected, err := Select(All(o), o.Stages)
 	if err != nil {
 		rep.Error = &ErrorReport{Message: err.Error(), Class: "usage"}
 		rep.DurationMs = ms(time.Since(start))
@@ -104,7 +111,7 @@ func Execute(ctx context.Context, o Options) *Report {
 	}
 	defer lock.Release()
 
-	rep.Warnings = append(rep.Warnings, unhandled(o.Doc.Spec, selected)...)
+	rep.Warnings = append(rep.Warnings, unhandled(o.Doc.Spec, selected, o.FirstBoot)...)
 	env := &plan.Env{Spec: o.Doc.Spec, Root: root, Live: live, Kernel: kernel, Changes: plan.NewChangeSet(),
 		Parallel: o.Parallel, Pins: o.Pins}
 	if err := prepareDownloads(env, o); err != nil {
@@ -207,7 +214,7 @@ func recordLastRun(root *host.Root, rep *Report, live bool) error {
 
 // unhandled names spec sections that no selected stage of this build acts
 // on, so an operator is never left thinking they were applied.
-func unhandled(n *spec.Node, selected []plan.Stage) []string {
+func unhandled(n *spec.Node, selected []plan.Stage, firstBoot bool) []string {
 	has := map[string]bool{}
 	for _, s := range selected {
 		has[s.Name()] = true
@@ -225,5 +232,6 @@ func unhandled(n *spec.Node, selected []plan.Stage) []string {
 	check("fetch", artifacts, "downloads and components")
 	check("install", artifacts, "downloads and components")
 	check("units", len(n.Units) > 0, "units")
+	check("units", firstBoot, "the first-boot unit")
 	return out
 }

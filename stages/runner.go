@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nodeprov/nodeprov/spec"
 	"github.com/nodeprov/nodeprov/stages/containerd"
 	"github.com/nodeprov/nodeprov/stages/download"
 	"github.com/nodeprov/nodeprov/stages/files"
@@ -16,6 +17,7 @@ import (
 	"github.com/nodeprov/nodeprov/stages/machineid"
 	"github.com/nodeprov/nodeprov/stages/plan"
 	"github.com/nodeprov/nodeprov/stages/preflight"
+	"github.com/nodeprov/nodeprov/stages/units"
 )
 
 // Mode is what a run does with the actions it plans.
@@ -34,9 +36,24 @@ const (
 // Order is the fixed stage order of the design.
 var Order = []string{"preflight", "machine-id", "kernel", "fetch", "install", "files", "containerd", "units"}
 
-// All returns the stages of this build in their fixed order.
-func All() []plan.Stage {
-	return []plan.Stage{preflight.Stage{}, machineid.Stage{}, kernel.Stage{}, download.Stage{}, install.Stage{}, files.Stage{}, containerd.Stage{}}
+// All returns the stages of this build in their fixed order, configured
+// by o.
+func All(o Options) []plan.Stage {
+	return []plan.Stage{preflight.Stage{}, machineid.Stage{}, kernel.Stage{}, download.Stage{}, install.Stage{}, files.Stage{}, containerd.Stage{},
+		units.Stage{NoBlock: o.NoBlock, FirstBoot: firstBoot(o)}}
+}
+
+// firstBoot is what the units stage installs for o.FirstBoot: the spec as
+// read, and the pins this run verifies with as the lock file next to it.
+func firstBoot(o Options) *units.FirstBoot {
+	if !o.FirstBoot || o.Doc == nil {
+		return nil
+	}
+	fb := &units.FirstBoot{Spec: o.Doc.Source}
+	if len(o.Pins) > 0 {
+		fb.Lock = (&spec.Lock{Pins: o.Pins}).Marshal()
+	}
+	return fb
 }
 
 // Select returns the stages named in only (all when only is empty), keeping

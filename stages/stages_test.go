@@ -460,11 +460,11 @@ func contains(list []string, s string) bool {
 }
 
 func TestSelectStages(t *testing.T) {
-	got, err := Select(All(), []string{"files", "kernel"})
+	got, err := Select(All(Options{}), []string{"files", "kernel"})
 	if err != nil || len(got) != 2 || got[0].Name() != "kernel" || got[1].Name() != "files" {
 		t.Errorf("Select keeps the fixed order: %v %v", got, err)
 	}
-	if _, err := Select(All(), []string{"kernal"}); err == nil || !strings.Contains(err.Error(), `unknown stage "kernal"`) {
+	if _, err := Select(All(Options{}), []string{"kernal"}); err == nil || !strings.Contains(err.Error(), `unknown stage "kernal"`) {
 		t.Errorf("unknown stage: %v", err)
 	}
 }

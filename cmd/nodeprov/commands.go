@@ -144,7 +144,7 @@ func runMode(mode string) func(context.Context, []string, ioSet) int {
 	return func(ctx context.Context, args []string, s ioSet) int {
 		examples := map[string]string{
 			"plan":  "  nodeprov plan --root /mnt/image node.yaml\n  nodeprov plan --expanded node.yaml",
-			"apply": "  sudo nodeprov apply node.yaml\n  nodeprov apply --root /mnt/image -o json node.yaml > report.json",
+			"apply": "  sudo nodeprov apply node.yaml\n  nodeprov apply --root /mnt/image -o json node.yaml > report.json\n  nodeprov apply --image node.yaml && nodeprov seal   # golden-image build VM",
 			"check": "  nodeprov check node.yaml || echo \"drift (exit 3) or failure (exit 1)\"",
 		}
 		fs := newFlags(mode, mode+" [flags] spec.yaml|-", examples[mode], s)
@@ -152,7 +152,10 @@ func runMode(mode string) func(context.Context, []string, ioSet) int {
 		root := fs.String("root", "/", "target root directory; anything but / is an offline image root")
 		only := fs.String("stages", "", "comma-separated stages to run (default all): "+strings.Join(stages.Order, ","))
 		lockTimeout := fs.Duration("lock-timeout", 5*time.Minute, "how long to wait for another run's lock (0: fail at once)")
-		live := fs.String("live", "auto", "touch live kernel state: auto (when --root is /), yes, no")
+		live := fs.String("live", "auto", "touch live state (kernel, systemd): auto (when --root is /), yes, no")
+		noBlock := fs.Bool("no-block", false, "queue systemd start/stop/restart jobs without waiting for them (inside cloud-init or a first-boot unit); plan and check run no jobs")
+		firstBoot := fs.Bool("install-firstboot", false, "also install nodeprov, the spec (and lock) and the enabled nodeprov-firstboot.service, which applies the spec live on the image's first boot")
+		image := fs.Bool("image", false, "golden-image build: shorthand for --live no --install-firstboot")
 		dl := addDownloadFlags(fs)
 		var expanded *bool
 		if mode == "plan" {
@@ -171,6 +174,14 @@ func runMode(mode string) func(context.Context, []string, ioSet) int {
 			fmt.Fprintf(s.err, "%s: --live: %v\n", mode, err)
 			return exitInvalid
 		}
+		if *image {
+			if liveOpt != nil && *liveOpt {
+				fmt.Fprintf(s.err, "%s: --image builds an image offline and cannot be combined with --live %s\n", mode, *live)
+				return exitInvalid
+			}
+			off := false
+			liveOpt, *firstBoot = &off, true
+		}
 		doc, ok := loadSpec(pos[0], s, out.v, mode)
 		if !ok {
 			return exitInvalid
@@ -187,7 +198,7 @@ func runMode(mode string) func(context.Context, []string, ioSet) int {
 			Mode: stages.Mode(mode), Doc: doc, RootDir: *root, Live: liveOpt,
 			Stages: splitList(*only), LockTimeout: *lockTimeout,
 			Arch: dl.arch, CacheDir: dl.cache, Parallel: dl.parallel, RequirePinned: dl.requirePinned,
-			IdleTimeout: dl.idleTimeout, Pins: pins,
+			IdleTimeout: dl.idleTimeout, Pins: pins, NoBlock: *noBlock, FirstBoot: *firstBoot,
 			OnLockWait: func(holder string) {
 				fmt.Fprintf(s.err, "%s: waiting for another nodeprov run to finish (%s; --lock-timeout %s)\n", mode, orUnknown(holder), *lockTimeout)
 			},
