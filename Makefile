@@ -59,8 +59,26 @@ bench-e2e: build
 	fi
 	$(GO) run ./e2e/bench -nodeprov $(BIN) $(BENCH_FLAGS)
 
+# Every fuzz target, one after the other (go test runs one -fuzz target per
+# invocation), each for FUZZTIME: make fuzz FUZZTIME=5m; FUZZFLAGS='-parallel 1'
+# leaves CPUs free. New crashers are written to the package's
+# testdata/fuzz/<target>/: commit them with the fix.
+FUZZTIME    ?= 30s
+FUZZ_TARGETS := ./spec:FuzzLoad ./fetch:FuzzParseChecksums ./stages/archive:FuzzPlan \
+	./stages/archive:FuzzSelect ./stages/containerd:FuzzMergePatch
+
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzLoad -fuzztime $${FUZZTIME:-30s} ./spec
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "== $$name ($$pkg) for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $(FUZZFLAGS) $$pkg; \
+	done
+
+# The hostile-input and network-fault suites of issue 7 (part of go test
+# ./e2e too), verbose, with their case | outcome tables.
+.PHONY: reliability
+reliability: build
+	NODEPROV_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -v -run '^(TestHostileInputs|TestNetworkFaults)$$' ./e2e
 
 generate:
 	$(GO) generate ./...

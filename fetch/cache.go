@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -27,17 +28,35 @@ const (
 	stagePref = "dl-"
 )
 
-// cacheDirs creates the cache layout.
+// cacheDirs creates the cache layout. The cache directory itself may be
+// reached through a symlink (the operator chose it), but its tmp/, sha256/
+// and sha512/ must be real directories: staging files are written, renamed
+// and cleaned up in them by plain paths, so a symlink planted there (an
+// image root is untrusted) would make the cleanup delete, and the commit
+// write, wherever it points.
 func cacheDirs(root string) error {
 	if root == "" {
 		return fmt.Errorf("fetch: no cache directory")
 	}
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return fmt.Errorf("create cache %s: %w", root, err)
+	}
 	for _, d := range []struct {
 		name string
 		mode os.FileMode
-	}{{"", 0o755}, {tmpDir, 0o700}, {SHA256, 0o755}, {SHA512, 0o755}} {
-		if err := os.MkdirAll(filepath.Join(root, d.name), d.mode); err != nil {
+	}{{tmpDir, 0o700}, {SHA256, 0o755}, {SHA512, 0o755}} {
+		p := filepath.Join(root, d.name)
+		if err := os.Mkdir(p, d.mode); err != nil && !errors.Is(err, fs.ErrExist) {
 			return fmt.Errorf("create cache %s: %w", root, err)
+		}
+		fi, err := os.Lstat(p)
+		switch {
+		case err != nil:
+			return fmt.Errorf("create cache %s: %w", root, err)
+		case fi.Mode()&fs.ModeSymlink != 0:
+			return fmt.Errorf("cache directory %s is a symlink; refusing to use it (remove it, or pass a clean cache directory)", p)
+		case !fi.IsDir():
+			return fmt.Errorf("cache directory %s is not a directory (%v)", p, fi.Mode().Type())
 		}
 	}
 	return nil

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"unicode/utf8"
 )
 
 // Pos is a 1-based position in a spec file.
@@ -66,12 +67,32 @@ func (ds *Diagnostics) Pretty() string {
 		if d.Line < 1 || d.Line > len(src) {
 			continue
 		}
-		line := strings.TrimRight(src[d.Line-1], "\r")
+		line, col := window(strings.TrimRight(src[d.Line-1], "\r"), d.Column)
 		gutter := fmt.Sprintf("%5d | ", d.Line)
 		fmt.Fprintf(&b, "%s%s\n", gutter, line)
-		fmt.Fprintf(&b, "%s| %s^\n", strings.Repeat(" ", len(gutter)-2), caretPad(line, d.Column))
+		fmt.Fprintf(&b, "%s| %s^\n", strings.Repeat(" ", len(gutter)-2), caretPad(line, col))
 	}
 	return b.String()
+}
+
+// window returns at most maxLineShown runes of line around column col
+// (1-based, in runes), with "…" where it was cut, and the column within
+// the result.
+func window(line string, col int) (string, int) {
+	r := []rune(line)
+	if len(r) <= maxLineShown {
+		return line, col
+	}
+	start := max(0, min(col-1-maxLineShown/2, len(r)-maxLineShown))
+	end := min(len(r), start+maxLineShown)
+	out := string(r[start:end])
+	if end < len(r) {
+		out += "…"
+	}
+	if start > 0 {
+		return "…" + out, col - start + 1
+	}
+	return out, col
 }
 
 // caretPad returns the whitespace that puts a caret under column col of line,
@@ -111,9 +132,35 @@ func (s *diagSink) addDecode(p Pos, path, format string, args ...any) {
 
 func (s *diagSink) add(p Pos, path, format string, args ...any) {
 	s.items = append(s.items, Diagnostic{
-		File: s.file, Line: p.Line, Column: p.Column, Path: path,
-		Message: fmt.Sprintf(format, args...),
+		File: s.file, Line: p.Line, Column: p.Column, Path: elide(path, maxPathShown),
+		Message: elide(fmt.Sprintf(format, args...), maxMessage),
 	})
+}
+
+// A hostile spec must not turn into megabytes of error output: key paths,
+// messages (which quote values) and source lines are shortened to these
+// many bytes, keeping both ends.
+const (
+	maxPathShown = 256
+	maxMessage   = 1024
+	maxLineShown = 160 // runes of a source line around the column
+)
+
+// elide shortens s to about max bytes, keeping its head and tail and
+// saying how much was left out. Cuts fall on UTF-8 boundaries.
+func elide(s string, max int) string {
+	if len(s) <= max {
+		return s
+	}
+	head, tail := max*2/3, max/3
+	for head > 0 && !utf8.RuneStart(s[head]) {
+		head--
+	}
+	t := len(s) - tail
+	for t < len(s) && !utf8.RuneStart(s[t]) {
+		t++
+	}
+	return fmt.Sprintf("%s…[%d bytes]…%s", s[:head], t-head, s[t:])
 }
 
 // addValidation records a validation problem unless decoding already

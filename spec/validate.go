@@ -543,12 +543,27 @@ func (v *validator) absPath(p, s string) {
 		v.errf(p, "path contains a NUL byte")
 	case !strings.HasPrefix(s, "/"):
 		v.errf(p, "path %q must be absolute", s)
+	case len(s) > maxPathLen:
+		v.errf(p, "path is too long: %d bytes; Linux allows at most %d", len(s), maxPathLen)
 	case path.Clean(s) != s:
 		v.errf(p, "path %q is not clean; write %q", s, path.Clean(s))
 	case s == "/":
 		v.errf(p, "path must not be the root directory")
+	default:
+		for _, c := range strings.Split(s[1:], "/") {
+			if len(c) > maxNameLen {
+				v.errf(p, "path component %q is too long: %d bytes; Linux allows at most %d", c, len(c), maxNameLen)
+				return
+			}
+		}
 	}
 }
+
+// Linux limits: PATH_MAX (including the terminating NUL) and NAME_MAX.
+const (
+	maxPathLen = 4095
+	maxNameLen = 255
+)
 
 func (v *validator) containerd(c *Containerd) {
 	const p = "containerd"
