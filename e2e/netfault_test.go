@@ -276,14 +276,16 @@ func stall(w http.ResponseWriter, r *http.Request, data []byte) {
 
 // ---- the cases ------------------------------------------------------------
 
-// netRun is the environment of one case: the proxy, the trusted CA file
-// (set as SSL_CERT_FILE when trustCA) and a fresh root; and the nodeprov
-// run, started in the background.
+// netRun is the environment of one case: the proxy, the test CA (given to
+// nodeprov in the spec's tls.ca when trustCA, or as tls.caFile inside the
+// root when caInRoot) and a fresh root; and the nodeprov run, started in
+// the background.
 type netRun struct {
-	proxy *guardProxy
-	pki   *testPKI
-	root  string
-	sem   chan struct{}
+	proxy    *guardProxy
+	pki      *testPKI
+	root     string
+	sem      chan struct{}
+	caInRoot bool
 
 	done chan struct{}
 	res  result
@@ -301,11 +303,28 @@ func (n *netRun) start(t *testing.T, url, sha, extract string, trustCA bool) {
 	if extract != "" {
 		install = "extract: " + extract
 	}
-	spec := writeSpec(t, fmt.Sprintf("%sdownloads:\n  - url: %q\n    sha256: %s\n    %s\n", hostileSpecHeader, url, sha, install))
-	env := []string{"HTTP_PROXY=" + n.proxy.URL, "HTTPS_PROXY=" + n.proxy.URL, "NO_PROXY="}
+	tls := ""
 	if trustCA {
-		env = append(env, "SSL_CERT_FILE="+n.pki.caFile)
+		ca, err := os.ReadFile(n.pki.caFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n.caInRoot {
+			dst := filepath.Join(n.root, "etc/nodeprov/ca.pem")
+			if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(dst, ca, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			tls = "tls: {caFile: /etc/nodeprov/ca.pem}\n"
+		} else {
+			tls = "tls:\n  ca: |\n" + indent(string(ca), "    ")
+		}
 	}
+	spec := writeSpec(t, fmt.Sprintf("%s%sdownloads:\n  - url: %q\n    sha256: %s\n    %s\n", hostileSpecHeader, tls, url, sha, install))
+	// SSL_CERT_FILE points at an empty bundle: only the spec's CA is trusted.
+	env := []string{"HTTP_PROXY=" + n.proxy.URL, "HTTPS_PROXY=" + n.proxy.URL, "NO_PROXY=", "SSL_CERT_FILE=/dev/null", "SSL_CERT_DIR=/nonexistent"}
 	n.done = make(chan struct{})
 	go func() {
 		defer close(n.done)
@@ -665,14 +684,15 @@ func TestNetworkFaults(t *testing.T) {
 		}
 	})
 
-	run("TLS: CA bundle given (SSL_CERT_FILE)", func(t *testing.T, n *netRun) func(*testing.T) string {
+	run("TLS: CA bundle in the spec (tls.caFile in the root)", func(t *testing.T, n *netRun) func(*testing.T) string {
 		s := startFault(t, "127.0.0.1:0", &good, func(w http.ResponseWriter, r *http.Request, _ int) { serveAll(w, data) })
+		n.caInRoot = true
 		n.start(t, s.URL+"/tool", sha, "", true)
 		return func(t *testing.T) string {
 			r, _ := n.wait(t)
 			n.installed(t, r, data)
 			n.proxySaw(t)
-			return "installed with SSL_CERT_FILE=<test CA>; the spec has no CA-bundle field for downloads"
+			return "installed: the test CA from tls.caFile is trusted (every other TLS case passes it inline as tls.ca)"
 		}
 	})
 

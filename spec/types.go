@@ -24,6 +24,7 @@ type Node struct {
 	Mirrors    []Mirror           `yaml:"mirrors" desc:"URL prefix rewrites applied to every component and download (air-gapped or internal mirrors)."`
 	Downloads  []Download         `yaml:"downloads" desc:"Additional artifacts, each verified by a digest before it is installed."`
 	Keyrings   map[string]Keyring `yaml:"keyrings" desc:"Named OpenPGP keyrings that signatures are checked against."`
+	TLS        TLS                `yaml:"tls" desc:"How downloads verify HTTPS servers: extra CA certificates for internal mirrors."`
 	Containerd *Containerd        `yaml:"containerd" desc:"containerd configuration rendered to /etc/containerd/config.toml."`
 	Files      []File             `yaml:"files" desc:"Plain files, directories and symbolic links."`
 	Units      []Unit             `yaml:"units" desc:"systemd units and drop-ins."`
@@ -142,6 +143,13 @@ type Keyring struct {
 	Path         string `yaml:"path" desc:"File holding armored public keys (several blocks allowed)."`
 	Armored      string `yaml:"armored" desc:"Armored public keys, inline."`
 	AllowExpired bool   `yaml:"allowExpired" desc:"Accept signatures by expired keys (reported as such)."`
+}
+
+// TLS holds CA certificates trusted for downloads (components, downloads,
+// checksum files, signatures) in addition to the system's.
+type TLS struct {
+	CAFile string `yaml:"caFile" desc:"PEM file of CA certificates, read inside the target root, trusted for downloads in addition to the system's."`
+	CA     string `yaml:"ca" desc:"PEM CA certificates, inline, trusted for downloads in addition to the system's."`
 }
 
 // Containerd describes the containerd configuration.

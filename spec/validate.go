@@ -1,7 +1,10 @@
 package spec
 
 import (
+	"bytes"
+	"crypto/x509"
 	"encoding/base64"
+	"encoding/pem"
 	"fmt"
 	"net"
 	"net/url"
@@ -66,6 +69,7 @@ func validate(doc *Document, sink *diagSink) {
 	v.components(&n.Components, n.Keyrings)
 	v.mirrors(n.Mirrors)
 	v.keyrings(n.Keyrings)
+	v.tls(&n.TLS)
 	v.downloads(n.Downloads, n.Keyrings)
 	if n.Containerd != nil {
 		v.containerd(n.Containerd)
@@ -372,6 +376,43 @@ func (v *validator) keyrings(ks map[string]Keyring) {
 			v.errf(p+".armored", "expected an armored OpenPGP public key block (-----BEGIN PGP PUBLIC KEY BLOCK-----)")
 		}
 	}
+}
+
+func (v *validator) tls(t *TLS) {
+	v.absPath("tls.caFile", t.CAFile)
+	if t.CA != "" {
+		if _, err := ParseCAs([]byte(t.CA)); err != nil {
+			v.errf("tls.ca", "%v", err)
+		}
+	}
+}
+
+// ParseCAs parses PEM CA certificates: at least one CERTIFICATE block, and
+// nothing else but whitespace between blocks.
+func ParseCAs(data []byte) ([]*x509.Certificate, error) {
+	var certs []*x509.Certificate
+	for n := 1; ; n++ {
+		var b *pem.Block
+		b, data = pem.Decode(data)
+		if b == nil {
+			break
+		}
+		if b.Type != "CERTIFICATE" {
+			return nil, fmt.Errorf("PEM block %d is %q, expected CERTIFICATE", n, b.Type)
+		}
+		c, err := x509.ParseCertificate(b.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("PEM block %d: %w", n, err)
+		}
+		certs = append(certs, c)
+	}
+	if len(bytes.TrimSpace(data)) > 0 {
+		return nil, fmt.Errorf("expected PEM certificates (-----BEGIN CERTIFICATE-----), found other text")
+	}
+	if len(certs) == 0 {
+		return nil, fmt.Errorf("no PEM certificate (-----BEGIN CERTIFICATE-----) found")
+	}
+	return certs, nil
 }
 
 func (v *validator) downloads(ds []Download, keyrings map[string]Keyring) {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/nodeprov/nodeprov/fetch"
 	"github.com/nodeprov/nodeprov/spec"
+	"github.com/nodeprov/nodeprov/stages/download"
 	"github.com/nodeprov/nodeprov/stages/host"
 )
 
@@ -154,8 +155,12 @@ func prepareDownloads(env *plan.Env, o Options) error {
 			return err
 		}
 	}
+	cas, err := download.RootCAs(env.Root, env.Spec.TLS)
+	if err != nil {
+		return err
+	}
 	env.Fetcher = &fetch.Fetcher{CacheDir: cache, Parallel: o.Parallel, RequirePinned: o.RequirePinned,
-		IdleTimeout: o.IdleTimeout, Progress: o.Progress}
+		IdleTimeout: o.IdleTimeout, Progress: o.Progress, RootCAs: cas}
 	return nil
 }
 

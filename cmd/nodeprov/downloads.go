@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -113,7 +114,7 @@ func runLock(ctx context.Context, args []string, s ioSet) int {
 	if !ok {
 		return exitInvalid
 	}
-	keyrings, err := loadKeyrings(*root, doc.Spec)
+	keyrings, cas, err := loadTrust(*root, doc.Spec)
 	if err != nil {
 		fmt.Fprintf(s.err, "lock: %v\n", err)
 		return exitFailure
@@ -124,7 +125,7 @@ func runLock(ctx context.Context, args []string, s ioSet) int {
 		return exitFailure
 	}
 	defer os.RemoveAll(cache)
-	lock, err := download.Lock(ctx, doc.Spec, keyrings, arches(*arch, spec.Arches()), &fetch.Fetcher{CacheDir: cache})
+	lock, err := download.Lock(ctx, doc.Spec, keyrings, arches(*arch, spec.Arches()), &fetch.Fetcher{CacheDir: cache, RootCAs: cas})
 	if err != nil {
 		fmt.Fprintf(s.err, "lock: %v\n", err)
 		return exitFailure
@@ -166,12 +167,12 @@ func runFetch(ctx context.Context, args []string, s ioSet) int {
 		fmt.Fprintf(s.err, "fetch: %v\n", err)
 		return exitInvalid
 	}
-	keyrings, err := loadKeyrings(*root, doc.Spec)
+	keyrings, cas, err := loadTrust(*root, doc.Spec)
 	if err != nil {
 		fmt.Fprintf(s.err, "fetch: %v\n", err)
 		return exitFailure
 	}
-	f := &fetch.Fetcher{CacheDir: *to, Parallel: dl.parallel, RequirePinned: dl.requirePinned, IdleTimeout: dl.idleTimeout}
+	f := &fetch.Fetcher{CacheDir: *to, Parallel: dl.parallel, RequirePinned: dl.requirePinned, IdleTimeout: dl.idleTimeout, RootCAs: cas}
 	if out.v == "text" {
 		f.Progress = progressFor(s.err)
 	}
@@ -199,12 +200,17 @@ func runFetch(ctx context.Context, args []string, s ioSet) int {
 	return exitOK
 }
 
-// loadKeyrings reads the spec's keyrings, with key files inside rootDir.
-func loadKeyrings(rootDir string, n *spec.Node) (map[string]*fetch.Keyring, error) {
+// loadTrust reads the spec's keyrings and CA certificates inside rootDir.
+func loadTrust(rootDir string, n *spec.Node) (map[string]*fetch.Keyring, *x509.CertPool, error) {
 	r, err := host.OpenRoot(rootDir)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer r.Close()
-	return download.LoadKeyrings(r, n.Keyrings)
+	keyrings, err := download.LoadKeyrings(r, n.Keyrings)
+	if err != nil {
+		return nil, nil, err
+	}
+	cas, err := download.RootCAs(r, n.TLS)
+	return keyrings, cas, err
 }

@@ -6,6 +6,7 @@ package download
 
 import (
 	"context"
+	"crypto/x509"
 	"fmt"
 	"os"
 	"strings"
@@ -306,4 +307,45 @@ func FillCache(ctx context.Context, n *spec.Node, keyrings map[string]*fetch.Key
 		lock.Trust[arts[i].Upstream] = r.Trust
 	}
 	return lock, results, nil
+}
+
+// RootCAs returns the certificate pool downloads verify servers with: the
+// system's plus the spec's tls.ca and tls.caFile (read inside root); nil,
+// meaning the system pool, when the spec adds none.
+func RootCAs(root *host.Root, t spec.TLS) (*x509.CertPool, error) {
+	if t.CA == "" && t.CAFile == "" {
+		return nil, nil
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	add := func(what string, data []byte) error {
+		certs, err := spec.ParseCAs(data)
+		if err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		for _, c := range certs {
+			pool.AddCert(c)
+		}
+		return nil
+	}
+	if t.CA != "" {
+		if err := add("tls.ca", []byte(t.CA)); err != nil {
+			return nil, err
+		}
+	}
+	if t.CAFile != "" {
+		data, exists, err := root.ReadFile(t.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("tls.caFile: %w", err)
+		}
+		if !exists {
+			return nil, fmt.Errorf("tls.caFile: %s does not exist in the target root", t.CAFile)
+		}
+		if err := add("tls.caFile "+t.CAFile, data); err != nil {
+			return nil, err
+		}
+	}
+	return pool, nil
 }
