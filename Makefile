@@ -10,7 +10,10 @@ DEMO_ROOT ?= $(CURDIR)/_demo/root
 # namespaces, iproute2 to inspect them, the real container runtime
 # components the end-to-end tests install and run, and systemd for
 # `systemctl --root`, which the units stage's offline links are compared with.
-TEST_DEBS := util-linux iproute2 kmod procps containerd runc runsc containernetworking-plugins busybox-static systemd systemd-container debootstrap
+# cloud-init validates generated user data (`cloud-init schema`; its
+# packages start nothing on a host without systemd) and zsh runs the
+# completion tests.
+TEST_DEBS := util-linux iproute2 kmod procps containerd runc runsc containernetworking-plugins busybox-static systemd systemd-container debootstrap cloud-init zsh
 GO_DIRS   := $(wildcard cmd spec stages fetch schema e2e)
 
 .PHONY: all build test unit e2e bench demo lint fuzz generate deps clean
@@ -18,7 +21,7 @@ GO_DIRS   := $(wildcard cmd spec stages fetch schema e2e)
 all: build
 
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/nodeprov
+	CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=auto -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/nodeprov
 	@echo "built $(BIN): $$(stat -c %s $(BIN) | numfmt --to=iec-i --suffix=B) (static, stripped)"
 
 deps:
@@ -33,13 +36,13 @@ deps:
 test: deps build
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $(GO_DIRS))" || { gofmt -l $(GO_DIRS); echo "gofmt needed"; exit 1; }
-	NODEPROV_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 ./...
+	NODEPROV_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 60m ./...
 
 unit:
 	$(GO) test -count=1 $$($(GO) list ./... | grep -v /e2e)
 
 e2e: build
-	NODEPROV_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -v ./e2e/...
+	NODEPROV_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 60m -v ./e2e/...
 
 bench: build
 	NODEPROV_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench . -benchmem ./stages/... ./e2e/...

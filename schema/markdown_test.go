@@ -2,6 +2,7 @@ package schema
 
 import (
 	"encoding/json"
+	"os"
 	"strings"
 	"testing"
 )
@@ -80,4 +81,18 @@ func section(t *testing.T, md, name string) string {
 		rest = rest[:i]
 	}
 	return rest
+}
+
+func TestReferenceUpToDate(t *testing.T) {
+	got, err := Markdown()
+	if err != nil {
+		t.Fatal(err)
+	}
+	committed, err := os.ReadFile("REFERENCE.md")
+	if err != nil {
+		t.Fatalf("%v (run `go generate ./schema`)", err)
+	}
+	if got != string(committed) {
+		t.Fatal("schema/REFERENCE.md is out of date with package spec; run `go generate ./schema` and commit the result")
+	}
 }

@@ -1,15 +1,17 @@
-// Package schema publishes the JSON Schema of the nodeprov spec.
+// Package schema publishes the JSON Schema of the nodeprov spec, and the
+// spec reference rendered from it.
 //
-// nodeprov.schema.json is generated from the Go types in package spec (their
-// yaml, desc, enum, default and required tags) by `go generate ./schema`;
-// do not edit it by hand. A test fails when the committed file is stale.
+// nodeprov.schema.json and REFERENCE.md are generated from the Go types in
+// package spec (their yaml, desc, enum, default and required tags) by
+// `go generate ./schema`; do not edit them by hand. Tests fail when a
+// committed file is stale.
 // The file is embedded so that `nodeprov schema` can print it, and editors
 // find it through the yaml-language-server comment at the top of a spec.
 package schema
 
 import _ "embed"
 
-//go:generate go run ./internal/gen
+//go:generate go run ./internal/gen -o nodeprov.schema.json -md REFERENCE.md
 
 //go:embed nodeprov.schema.json
 var jsonSchema []byte

@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"runtime/debug"
 	"strings"
 	"time"
 
@@ -18,9 +17,6 @@ import (
 	"github.com/nodeprov/nodeprov/stages/machineid"
 	"github.com/nodeprov/nodeprov/stages/preflight"
 )
-
-// version is set at build time with -ldflags "-X main.version=…".
-var version = "dev"
 
 // newFlags returns a flag set whose --help shows the command's synopsis
 // and example.
@@ -33,6 +29,9 @@ func newFlags(name, synopsis, example string, s ioSet) *flag.FlagSet {
 		fmt.Fprintln(w, "Flags:")
 		fs.PrintDefaults()
 		fmt.Fprintf(w, "\nExample:\n%s\n", example)
+	}
+	if s.onFlags != nil {
+		s.onFlags(synopsis, fs)
 	}
 	return fs
 }
@@ -354,35 +353,5 @@ func runSchema(ctx context.Context, args []string, s ioSet) int {
 		return exitInvalid
 	}
 	s.out.Write(schema.JSON())
-	return exitOK
-}
-
-func runVersion(ctx context.Context, args []string, s ioSet) int {
-	fs := newFlags("version", "version [-o json]", "  nodeprov version -o json", s)
-	out := addOutput(fs)
-	if _, err := parseArgs(fs, args); err != nil {
-		return parseExit(err)
-	}
-	info := map[string]string{"version": version}
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		info["go"] = bi.GoVersion
-		for _, kv := range bi.Settings {
-			switch kv.Key {
-			case "vcs.revision", "vcs.time", "vcs.modified", "GOARCH", "GOOS", "CGO_ENABLED":
-				info[kv.Key] = kv.Value
-			}
-		}
-	}
-	if out.v == "json" {
-		writeJSON(s.out, info)
-		return exitOK
-	}
-	fmt.Fprintf(s.out, "nodeprov %s (%s", info["version"], info["go"])
-	for _, k := range []string{"GOOS", "GOARCH", "CGO_ENABLED", "vcs.revision", "vcs.time"} {
-		if v := info[k]; v != "" {
-			fmt.Fprintf(s.out, ", %s=%s", k, v)
-		}
-	}
-	fmt.Fprintln(s.out, ")")
 	return exitOK
 }

@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -36,6 +37,9 @@ type command struct {
 type ioSet struct {
 	in       io.Reader
 	out, err io.Writer
+	// onFlags, when set, receives every flag set a command creates (with
+	// its synopsis); the completion scripts are derived from them.
+	onFlags func(synopsis string, fs *flag.FlagSet)
 }
 
 func commands() []command {
@@ -48,7 +52,9 @@ func commands() []command {
 		{"fetch", "download and verify every artifact into a cache directory (air-gapped hosts)", runFetch},
 		{"seal", "prepare an image root for cloning: machine-id to first-boot state, run state cleared", runSeal},
 		{"sysinfo", "probe the host: kernel, cgroups, kernel config, binaries, disk", runSysinfo},
+		{"cloud-init", "print cloud-init user data that installs nodeprov and applies the spec on first boot", runCloudInit},
 		{"schema", "print the JSON Schema of the spec", runSchema},
+		{"completion", "print a bash or zsh completion script", runCompletion},
 		{"version", "print version and build information", runVersion},
 	}
 }
@@ -89,7 +95,7 @@ Usage:
 Commands:
 `)
 	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
 	}
 	fmt.Fprint(w, `
 Exit codes: 0 ok, 1 failure, 2 invalid spec or usage, 3 drift (check).

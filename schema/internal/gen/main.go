@@ -1,7 +1,7 @@
 // Command gen writes nodeprov.schema.json from the spec types. It is run by
 // `go generate ./schema` (from the schema directory):
 //
-//	go run ./internal/gen [-o nodeprov.schema.json] [-md ../docs/spec.md]
+//	go run ./internal/gen [-o nodeprov.schema.json] [-md REFERENCE.md]
 package main
 
 import (

@@ -1,0 +1,126 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/nodeprov/nodeprov/spec"
+	"github.com/nodeprov/nodeprov/spec/userdata"
+)
+
+// choiceFlag is a string flag limited to a fixed set of values; the
+// completion scripts offer them.
+type choiceFlag struct {
+	v      string
+	values []string
+}
+
+func (c *choiceFlag) String() string   { return c.v }
+func (c *choiceFlag) Values() []string { return c.values }
+func (c *choiceFlag) Set(s string) error {
+	for _, v := range c.values {
+		if s == v {
+			c.v = s
+			return nil
+		}
+	}
+	return fmt.Errorf("expected %s", strings.Join(c.values, ", "))
+}
+
+func runCloudInit(ctx context.Context, args []string, s ioSet) int {
+	fs := newFlags("cloud-init", "cloud-init [flags] spec.yaml|-",
+		"  nodeprov cloud-init --binary-url https://dl.example.com/nodeprov-amd64 \\\n"+
+			"      --binary-sha256 $(sha256sum bin/nodeprov | cut -d' ' -f1) node.yaml > user-data\n"+
+			"  nodeprov cloud-init --format mime node.yaml > user-data.mime   # nodeprov already on the image", s)
+	format := &choiceFlag{v: string(userdata.CloudConfig), values: userdata.Formats()}
+	fs.Var(format, "format", "output `format`: cloud-config (a #cloud-config document) or mime (multipart/mixed with a text/cloud-config part, to combine with other parts)")
+	binURL := fs.String("binary-url", "", "download nodeprov from this http(s) URL on first boot (needs --binary-sha256); without it nodeprov must be on the image")
+	binSum := fs.String("binary-sha256", "", "sha256 of the nodeprov binary at --binary-url; checked before it is installed or run")
+	binPath := fs.String("binary-path", userdata.DefaultBinaryPath, "where nodeprov is installed, or expected on the image")
+	lockFile := fs.String("lock-file", "", "lock file to ship with the spec (default: nodeprov.lock next to the spec, if present; \"none\" to ship none)")
+	gz := &choiceFlag{v: string(userdata.CompressAuto), values: userdata.Compressions()}
+	fs.Var(gz, "gzip", "`when` to gzip+base64 the spec and lock in write_files: auto (only when the plain output is over --max-size), always, never")
+	maxSize := fs.Int("max-size", userdata.DefaultMaxSize, "largest user data accepted, in bytes (providers cap it; EC2 at 16384); 0 for no limit")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return parseExit(err)
+	}
+	if len(pos) != 1 {
+		fs.Usage()
+		return exitInvalid
+	}
+	if *maxSize < 0 {
+		fmt.Fprintln(s.err, "cloud-init: --max-size must not be negative")
+		return exitInvalid
+	}
+	doc, ok := loadSpec(pos[0], s, "text", "cloud-init")
+	if !ok {
+		return exitInvalid
+	}
+	lock, err := readLock(pos[0], *lockFile)
+	if err != nil {
+		fmt.Fprintf(s.err, "cloud-init: %v\n", err)
+		return exitInvalid
+	}
+	limit := *maxSize
+	if limit == 0 {
+		limit = -1
+	}
+	res, err := userdata.Generate(userdata.Options{
+		SpecName: pos[0], Spec: doc.Source, Node: doc.Spec, Lock: lock,
+		BinaryURL: *binURL, BinarySHA256: *binSum, BinaryPath: *binPath,
+		Format: userdata.Format(format.v), Compress: userdata.Compression(gz.v), MaxSize: limit,
+	})
+	var size *userdata.SizeError
+	switch {
+	case errors.As(err, &size):
+		fmt.Fprintf(s.err, "cloud-init: %v\n", err)
+		return exitFailure
+	case err != nil:
+		fmt.Fprintf(s.err, "cloud-init: %v\n", err)
+		return exitInvalid
+	}
+	for _, w := range res.Warnings {
+		fmt.Fprintf(s.err, "cloud-init: warning: %s\n", w)
+	}
+	how := "plain"
+	if res.Compressed {
+		how = fmt.Sprintf("gzip+base64 contents (%d bytes plain)", res.PlainSize)
+	}
+	fmt.Fprintf(s.err, "cloud-init: %d bytes of %s user data, %s\n", len(res.Data), format.v, how)
+	if _, err := s.out.Write(res.Data); err != nil {
+		fmt.Fprintf(s.err, "cloud-init: %v\n", err)
+		return exitFailure
+	}
+	return exitOK
+}
+
+// readLock returns the lock file to ship: --lock-file, or nodeprov.lock
+// next to the spec when there is one; nil for none. It must parse.
+func readLock(specFile, flagValue string) ([]byte, error) {
+	name := flagValue
+	switch {
+	case flagValue == "none":
+		return nil, nil
+	case flagValue == "" && specFile == "-":
+		return nil, nil
+	case flagValue == "":
+		name = filepath.Join(filepath.Dir(specFile), spec.LockFileName)
+	}
+	data, err := os.ReadFile(name)
+	if flagValue == "" && errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read lock file: %w", err)
+	}
+	if _, err := spec.ParseLock(name, data); err != nil {
+		return nil, err
+	}
+	return data, nil
+}
