@@ -186,7 +186,7 @@ func runMode(mode string) func(context.Context, []string, ioSet) int {
 			return exitInvalid
 		}
 		if expanded != nil && *expanded {
-			return printExpanded(doc, s, out.v)
+			return printExpanded(doc, dl.arch, s, out.v)
 		}
 		pins, err := dl.pins(pos[0])
 		if err != nil {
@@ -256,9 +256,19 @@ func splitList(s string) []string {
 	return out
 }
 
-func printExpanded(doc *spec.Document, s ioSet, out string) int {
+// printExpanded prints the spec with defaults applied and, for arch (this
+// host's when empty), the artifacts its components and downloads expand to.
+func printExpanded(doc *spec.Document, arch string, s ioSet, out string) int {
+	if arch == "" {
+		arch = spec.HostArch()
+	}
+	arts, err := spec.Expand(doc.Spec, arch)
+	if err != nil {
+		fmt.Fprintf(s.err, "plan: %v\n", err)
+		return exitInvalid
+	}
 	if out == "json" {
-		writeJSON(s.out, doc.Spec)
+		writeJSON(s.out, map[string]any{"spec": doc.Spec, "arch": arch, "artifacts": arts})
 		return exitOK
 	}
 	b, err := spec.Marshal(doc.Spec)
@@ -267,6 +277,7 @@ func printExpanded(doc *spec.Document, s ioSet, out string) int {
 		return exitFailure
 	}
 	s.out.Write(b)
+	fmt.Fprint(s.out, spec.DescribeArtifacts(arts, arch))
 	return exitOK
 }
 
