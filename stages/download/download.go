@@ -55,7 +55,7 @@ func (Stage) Plan(ctx context.Context, env *plan.Env) ([]*plan.Action, error) {
 func planArtifact(ctx context.Context, env *plan.Env, rec *install.Record, keyrings map[string]*fetch.Keyring, art spec.Artifact) (*plan.Action, error) {
 	a := &plan.Action{Resource: "download " + art.Name}
 	pinned := install.PinnedDigest(art, env.Pins)
-	if rec.Intact(env.Root, art, pinned) {
+	if _, ok := rec.Intact(env.Root, art, pinned); ok {
 		a.Op, a.Detail = plan.OpNone, "installed, nothing to fetch"
 		return a, nil
 	}

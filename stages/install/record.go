@@ -62,29 +62,40 @@ func (r *Record) Marshal() ([]byte, error) {
 	return append(data, '\n'), nil
 }
 
-// Intact reports whether art is installed exactly as recorded: same
-// upstream URL (and pinned digest, when the spec pins one), and every
-// recorded file still has its recorded size, mode, mtime and inode. Intact
-// never hashes and never touches the network.
-func (r *Record) Intact(root *host.Root, art spec.Artifact, pinned string) bool {
+// Intact reports whether art is installed exactly as recorded, and returns
+// its record as it is now: same upstream URL (and pinned digest, when the
+// spec pins one), and every recorded file still has its recorded size,
+// mode, mtime and inode. Intact never touches the network, and hashes only
+// a file whose size and mode match but whose inode or mtime do not — what
+// a file-level copy of an image root (cp -a, tar, rsync) does to every
+// file: same contents are intact, and the returned record carries the new
+// inode and mtime, so a cloned image provisions offline and hashes once.
+func (r *Record) Intact(root *host.Root, art spec.Artifact, pinned string) (ArtifactRecord, bool) {
 	rec, ok := r.Artifacts[art.Name]
 	if !ok || rec.URL != art.Upstream || len(rec.Files) == 0 {
-		return false
+		return rec, false
 	}
 	if pinned != "" && pinned != rec.Digest {
-		return false
+		return rec, false
 	}
 	if !sameTargets(art.Install, rec.Files) {
-		return false
+		return rec, false
 	}
+	now := ArtifactRecord{URL: rec.URL, Digest: rec.Digest, Files: make(map[string]FileRecord, len(rec.Files))}
 	for p, f := range rec.Files {
 		st, err := root.Lstat(p)
-		if err != nil || !st.Exists || st.Type != 0 || st.Size != f.Size ||
-			plan.Octal(st.Mode) != f.Mode || st.MtimeNs != f.MtimeNs || st.Ino != f.Ino {
-			return false
+		if err != nil || !st.Exists || st.Type != 0 || st.Size != f.Size || plan.Octal(st.Mode) != f.Mode {
+			return rec, false
 		}
+		if st.MtimeNs != f.MtimeNs || st.Ino != f.Ino {
+			if sum, err := hashRootFile(root, p); err != nil || sum != f.SHA256 {
+				return rec, false
+			}
+			f.MtimeNs, f.Ino = st.MtimeNs, st.Ino
+		}
+		now.Files[p] = f
 	}
-	return true
+	return now, true
 }
 
 // sameTargets checks that the recorded files are the ones the install

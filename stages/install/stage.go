@@ -123,8 +123,7 @@ type recordFunc func(name string, r ArtifactRecord)
 
 func planArtifact(env *plan.Env, old *Record, setRecord recordFunc, art spec.Artifact) (*plan.Action, error) {
 	a := &plan.Action{Resource: "install " + art.Name, Paths: targets(art.Install)}
-	if old.Intact(env.Root, art, PinnedDigest(art, env.Pins)) {
-		rec := old.Artifacts[art.Name]
+	if rec, ok := old.Intact(env.Root, art, PinnedDigest(art, env.Pins)); ok {
 		setRecord(art.Name, rec)
 		a.Op, a.Detail, a.Paths = plan.OpNone, fmt.Sprintf("%d files from %s", len(rec.Files), short(rec.Digest)), nil
 		return a, nil

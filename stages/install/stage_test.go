@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -228,5 +229,76 @@ func TestPlannedMembers(t *testing.T) {
 	}
 	if _, err := os.Lstat(filepath.Join(dir, "usr/local/bin/containerd")); !os.IsNotExist(err) {
 		t.Errorf("containerd was written: %v", err)
+	}
+}
+
+// TestClonedRootIsIntact: a file-level copy of an installed root (new
+// inodes and, here, new mtimes) needs no download: the files are hashed
+// once against the record, and the refreshed record makes the next plan
+// hash nothing. A file with the same size but other bytes is not intact.
+func TestClonedRootIsIntact(t *testing.T) {
+	src := t.TempDir()
+	arts := []spec.Artifact{
+		{Name: "runc", URL: "https://x/runc.amd64", Upstream: "https://x/runc.amd64",
+			Install: spec.Install{Path: "/usr/local/sbin/runc", Mode: 0o755}},
+		{Name: "containerd", URL: "https://x/c.tgz", Upstream: "https://x/c.tgz",
+			Install: spec.Install{Files: map[string]string{"bin/containerd": "/usr/local/bin/containerd"}}},
+	}
+	open := func(dir string) *host.Root {
+		r, err := host.OpenRoot(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { r.Close() })
+		return r
+	}
+	env := &plan.Env{Root: open(src), Artifacts: arts, Changes: plan.NewChangeSet()}
+	cached(t, env, "runc", []byte("runc binary"))
+	cached(t, env, "containerd", tgz(t, map[string]string{"bin/containerd": "containerd binary"}))
+	actions, err := Stage{}.Plan(context.Background(), env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, actions)
+
+	clone := filepath.Join(t.TempDir(), "clone")
+	if out, err := exec.Command("cp", "-r", src, clone).CombinedOutput(); err != nil { // new inodes and mtimes
+		t.Fatalf("cp: %v %s", err, out)
+	}
+	// No SetFetched: anything not intact would wait for a download.
+	cloneEnv := &plan.Env{Root: open(clone), Artifacts: arts, Changes: plan.NewChangeSet()}
+	actions, err = Stage{}.Plan(context.Background(), cloneEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range actions[:len(arts)] {
+		if a.Op.Changes() {
+			t.Errorf("clone: %s would %s (%s)", a.Resource, a.Op, a.Detail)
+		}
+	}
+	if rec := actions[len(arts)]; !rec.Op.Changes() {
+		t.Error("clone: the install record keeps the source's inodes")
+	}
+	run(t, actions)
+	again, err := Stage{}.Plan(context.Background(), &plan.Env{Root: open(clone), Artifacts: arts, Changes: plan.NewChangeSet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range again {
+		if a.Op.Changes() {
+			t.Errorf("after the record refresh: %s would %s", a.Resource, a.Op)
+		}
+	}
+
+	// Same size, other bytes, new mtime: hashed and found changed.
+	if err := os.WriteFile(filepath.Join(clone, "usr/local/sbin/runc"), []byte("evil binary"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tampered, err := Stage{}.Plan(context.Background(), &plan.Env{Root: open(clone), Artifacts: arts, Changes: plan.NewChangeSet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := tampered[0]; a.Resource != "install runc" || !a.Op.Changes() {
+		t.Errorf("tampered runc: %s %s, want a reinstall", a.Resource, a.Op)
 	}
 }
