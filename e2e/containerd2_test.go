@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,93 +23,29 @@ import (
 const containerd2Version = "v2.1.4"
 
 // containerd2Binaries returns containerd and ctr built from the containerd
-// Go module at containerd2Version. They are built once into a cache that
-// survives between runs ($NODEPROV_E2E_CACHE, else /var/cache/nodeprov-e2e),
-// under a lock so that parallel test processes build them only once. A
-// failed build fails the test: a render check that silently skips proves
-// nothing.
+// Go module at containerd2Version, built once into the e2e cache (see
+// cachedBuild). A failed build fails the test: a render check that
+// silently skips proves nothing.
 func containerd2Binaries(t *testing.T) (containerd, ctr string) {
 	t.Helper()
-	cache := os.Getenv("NODEPROV_E2E_CACHE")
-	if cache == "" {
-		cache = "/var/cache/nodeprov-e2e"
-	}
-	name := "containerd-" + strings.TrimPrefix(containerd2Version, "v")
-	dir := filepath.Join(cache, name)
-	containerd, ctr = filepath.Join(dir, "containerd"), filepath.Join(dir, "ctr")
-	if containerd2Usable(containerd, ctr) {
-		t.Logf("containerd %s: cached in %s", containerd2Version, dir)
-		return containerd, ctr
-	}
-
-	if err := os.MkdirAll(cache, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	lock, err := os.OpenFile(filepath.Join(cache, name+".lock"), os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lock.Close()
-	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err == unix.EWOULDBLOCK {
-		t.Logf("containerd %s: waiting for another process building it", containerd2Version)
-		err = unix.Flock(int(lock.Fd()), unix.LOCK_EX)
-	}
-	if err != nil {
-		t.Fatalf("lock %s: %v", lock.Name(), err)
-	}
-	defer unix.Flock(int(lock.Fd()), unix.LOCK_UN)
-	// Another process may have finished the build while this one waited.
-	if containerd2Usable(containerd, ctr) {
-		t.Logf("containerd %s: built by another process into %s", containerd2Version, dir)
-		return containerd, ctr
-	}
-	// With the lock held, leftovers are from builds that died: remove them,
-	// and a final directory that does not work (it is only ever renamed
-	// into place complete, so this is a hand-made or damaged one).
-	stale, _ := filepath.Glob(filepath.Join(cache, name+".tmp-*"))
-	for _, s := range stale {
-		os.RemoveAll(s)
-	}
-	if err := os.RemoveAll(dir); err != nil {
-		t.Fatal(err)
-	}
-
-	start := time.Now()
-	tmp, err := os.MkdirTemp(cache, name+".tmp-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(tmp) // gone after a successful rename
-	log, err := buildContainerd2(tmp)
-	os.WriteFile(filepath.Join(tmp, "build.log"), log, 0o644)
-	if err != nil {
-		t.Fatalf("building containerd %s from Go modules: %v\n%s", containerd2Version, err, log)
-	}
-	if !containerd2Usable(filepath.Join(tmp, "containerd"), filepath.Join(tmp, "ctr")) {
-		t.Fatalf("containerd %s built but does not report its version\n%s", containerd2Version, log)
-	}
-	if err := os.Chmod(tmp, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, dir); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("containerd %s: built containerd and ctr from Go modules in %s into %s",
-		containerd2Version, time.Since(start).Round(100*time.Millisecond), dir)
-	return containerd, ctr
+	dir := cachedBuild(t, "containerd-"+strings.TrimPrefix(containerd2Version, "v"), containerd2Usable, buildContainerd2)
+	return filepath.Join(dir, "containerd"), filepath.Join(dir, "ctr")
 }
 
 // containerd2Usable says whether both binaries run and are the expected
 // release.
-func containerd2Usable(containerd, ctr string) bool {
+func containerd2Usable(dir string) error {
 	want := strings.TrimPrefix(containerd2Version, "v")
-	for _, bin := range []string{containerd, ctr} {
-		out, err := exec.Command(bin, "--version").Output()
-		if err != nil || !strings.Contains(string(out), want) {
-			return false
+	for _, bin := range []string{"containerd", "ctr"} {
+		out, err := exec.Command(filepath.Join(dir, bin), "--version").Output()
+		if err != nil {
+			return fmt.Errorf("%s --version: %v", bin, err)
+		}
+		if !strings.Contains(string(out), want) {
+			return fmt.Errorf("%s --version says %q, want %s", bin, bytes.TrimSpace(out), want)
 		}
 	}
-	return true
+	return nil
 }
 
 // buildContainerd2 builds containerd and ctr into out from a scratch module
@@ -116,10 +53,10 @@ func containerd2Usable(containerd, ctr string) bool {
 // modules with exclude directives, so the module is a dependency of a
 // throwaway main module instead. The combined output of every step is
 // returned.
-func buildContainerd2(out string) ([]byte, error) {
+func buildContainerd2(ctx context.Context, out string, log io.Writer) error {
 	src := filepath.Join(out, "src")
 	if err := os.Mkdir(src, 0o755); err != nil {
-		return nil, err
+		return err
 	}
 	defer os.RemoveAll(src)
 	const mod = "github.com/containerd/containerd/v2"
@@ -136,11 +73,8 @@ import (
 func main() {}
 `, mod+"/cmd/containerd/builtins", mod+"/cmd/containerd/command", mod+"/cmd/ctr/app")
 	if err := os.WriteFile(filepath.Join(src, "main.go"), []byte(main), 0o644); err != nil {
-		return nil, err
+		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
-	defer cancel()
-	var log bytes.Buffer
 	tags := "no_btrfs no_devmapper no_zfs"
 	steps := [][]string{
 		{"go", "mod", "init", "nodeprov.test/containerd2"},
@@ -150,18 +84,18 @@ func main() {}
 		{"go", "build", "-trimpath", "-tags", tags, "-ldflags", "-s -w", "-o", filepath.Join(out, "ctr"), mod + "/cmd/ctr"},
 	}
 	for _, step := range steps {
-		fmt.Fprintf(&log, "$ %s\n", strings.Join(step, " "))
+		fmt.Fprintf(log, "$ %s\n", strings.Join(step, " "))
 		cmd := exec.CommandContext(ctx, step[0], step[1:]...)
 		cmd.Dir = src
 		// The scratch module stands alone: no workspace, no toolchain
 		// download, no vendoring or flags from the caller's environment.
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOWORK=off", "GOTOOLCHAIN=local", "GOFLAGS=-buildvcs=false")
-		cmd.Stdout, cmd.Stderr = &log, &log
+		cmd.Stdout, cmd.Stderr = log, log
 		if err := cmd.Run(); err != nil {
-			return log.Bytes(), fmt.Errorf("%s: %w", strings.Join(step, " "), err)
+			return fmt.Errorf("%s: %w", strings.Join(step, " "), err)
 		}
 	}
-	return log.Bytes(), nil
+	return nil
 }
 
 // containerd2Env is a containerdEnv that runs given containerd and ctr

@@ -39,14 +39,6 @@ var nodePackages = []string{"systemd", "systemd-sysv", "dbus", "cloud-init", "ip
 // holds, so that an old cached tarball is not reused.
 const nodeRootRecipe = "2"
 
-// e2eCacheDir is where expensive test inputs survive between runs.
-func e2eCacheDir() string {
-	if d := os.Getenv("NODEPROV_E2E_CACHE"); d != "" {
-		return d
-	}
-	return "/var/cache/nodeprov-e2e"
-}
-
 // nodeRootTarball returns the cached tarball of the Debian node root,
 // building it first if needed. A lock makes parallel test processes build
 // it once; the tarball is renamed into place only when complete.

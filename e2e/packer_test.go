@@ -11,9 +11,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // Packer and the Amazon plugin the example template needs, built from Go
@@ -37,70 +34,6 @@ func packerTools(t *testing.T) (packer, plugins string) {
 	name := fmt.Sprintf("packer-%s-amazon-%s", strings.TrimPrefix(packerVersion, "v"), strings.TrimPrefix(amazonPluginVersion, "v"))
 	dir := cachedBuild(t, name, packerUsable, buildPacker)
 	return filepath.Join(dir, "packer"), filepath.Join(dir, "plugins")
-}
-
-// cachedBuild returns cache/name, building it with build into a temporary
-// directory first when usable says it is missing or broken.
-func cachedBuild(t *testing.T, name string, usable func(dir string) error, build func(ctx context.Context, out string, log io.Writer) error) string {
-	t.Helper()
-	cache := e2eCacheDir()
-	dir := filepath.Join(cache, name)
-	if usable(dir) == nil {
-		t.Logf("%s: cached in %s", name, dir)
-		return dir
-	}
-	if err := os.MkdirAll(cache, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	lock, err := os.OpenFile(filepath.Join(cache, name+".lock"), os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lock.Close()
-	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err == unix.EWOULDBLOCK {
-		t.Logf("%s: waiting for another process building it", name)
-		err = unix.Flock(int(lock.Fd()), unix.LOCK_EX)
-	}
-	if err != nil {
-		t.Fatalf("lock %s: %v", lock.Name(), err)
-	}
-	defer unix.Flock(int(lock.Fd()), unix.LOCK_UN)
-	if usable(dir) == nil {
-		t.Logf("%s: built by another process into %s", name, dir)
-		return dir
-	}
-	stale, _ := filepath.Glob(filepath.Join(cache, name+".tmp-*"))
-	for _, s := range stale {
-		os.RemoveAll(s)
-	}
-	if err := os.RemoveAll(dir); err != nil {
-		t.Fatal(err)
-	}
-	start := time.Now()
-	tmp, err := os.MkdirTemp(cache, name+".tmp-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(tmp)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
-	defer cancel()
-	var log bytes.Buffer
-	err = build(ctx, tmp, &log)
-	os.WriteFile(filepath.Join(tmp, "build.log"), log.Bytes(), 0o644)
-	if err != nil {
-		t.Fatalf("building %s: %v\n%s", name, err, log.Bytes())
-	}
-	if err := usable(tmp); err != nil {
-		t.Fatalf("%s built but is not usable: %v\n%s", name, err, log.Bytes())
-	}
-	if err := os.Chmod(tmp, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, dir); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("%s: built from Go modules in %s into %s", name, time.Since(start).Round(time.Second), dir)
-	return dir
 }
 
 // packerEnv keeps packer away from the caller's configuration, plugins,
