@@ -175,6 +175,12 @@ type Fetcher struct {
 	client *getter.Client
 }
 
+// Prepare creates the cache layout and removes the staging files of
+// downloads that were interrupted, without fetching anything. Fetch and
+// Resolve do it themselves; a run that may fetch nothing calls it so that
+// an interrupted run's partial downloads do not stay in the cache.
+func (f *Fetcher) Prepare() error { return f.setup() }
+
 // setup creates the cache layout, removes stale staging files and builds
 // the transport, once.
 func (f *Fetcher) setup() error {

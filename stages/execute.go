@@ -18,6 +18,10 @@ import (
 	"github.com/nodeprov/nodeprov/stages/host"
 )
 
+// TempLogPath lists, while an apply runs, the directories it creates
+// temporary files in (see host.Root.LogTempDirs).
+const TempLogPath = "/var/lib/nodeprov/temp-dirs"
+
 // LastRunPath records the outcome of the last apply inside the root.
 const LastRunPath = "/var/lib/nodeprov/last-run.json"
 
@@ -112,6 +116,19 @@ func Execute(ctx context.Context, o Options) *Report {
 	}
 	defer lock.Release()
 
+	if o.Mode == ModeApply {
+		// Only a killed run leaves temporary files behind; remove them
+		// before writing, and this run's log when it ends.
+		root.LogTempDirs(TempLogPath)
+		removed, err := root.SweepTemps()
+		if err != nil {
+			return finish(err)
+		}
+		if len(removed) > 0 {
+			rep.Warnings = append(rep.Warnings, fmt.Sprintf("removed %d temporary files an interrupted run left: %s", len(removed), strings.Join(removed, ", ")))
+		}
+		defer root.DiscardTempLog()
+	}
 	rep.Warnings = append(rep.Warnings, unhandled(o.Doc.Spec, selected, o.FirstBoot)...)
 	env := &plan.Env{Spec: o.Doc.Spec, Root: root, Live: live, Kernel: kernel, Changes: plan.NewChangeSet(),
 		Parallel: o.Parallel, Pins: o.Pins}
@@ -161,6 +178,11 @@ func prepareDownloads(env *plan.Env, o Options) error {
 	}
 	env.Fetcher = &fetch.Fetcher{CacheDir: cache, Parallel: o.Parallel, RequirePinned: o.RequirePinned,
 		IdleTimeout: o.IdleTimeout, Progress: o.Progress, RootCAs: cas}
+	if o.Mode == ModeApply {
+		// Also when nothing is fetched: an interrupted run's partial
+		// downloads must not stay in the cache.
+		return env.Fetcher.Prepare()
+	}
 	return nil
 }
 

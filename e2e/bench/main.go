@@ -1,8 +1,9 @@
 // Command bench compares, in one run and on loopback, nodeprov's cold
-// apply, its warm re-apply, and the sequential shell recipe of the
-// upstream install docs, against ~200 MB of release-shaped artifacts served
-// with a per-connection rate cap (a CDN's per-connection limit). It prints
-// a table and whether each target of issue 3 is met; targets are reported,
+// apply, its warm re-apply, the sequential shell recipe of the upstream
+// install docs, and an equivalent Ansible playbook (cold and its no-op
+// re-run), against ~200 MB of release-shaped artifacts served with a
+// per-connection rate cap (a CDN's per-connection limit). It prints a table
+// and whether each target of issues 3 and 7 is met; targets are reported,
 // not asserted: it exits non-zero only on errors.
 //
 //	go run ./e2e/bench -nodeprov bin/nodeprov [-rate 20] [-runs 3]
@@ -40,6 +41,7 @@ type options struct {
 	stages   string
 	tool     string
 	uncapped bool
+	ansible  bool
 	keep     bool
 }
 
@@ -54,6 +56,7 @@ func main() {
 	flag.StringVar(&o.stages, "stages", "", "pass --stages to nodeprov (empty: all stages; offline on a sandbox root)")
 	flag.StringVar(&o.tool, "tool", "curl", "download tool of the shell recipe: curl or wget")
 	flag.BoolVar(&o.uncapped, "uncapped", true, "also run nodeprov cold apply and the recipe without the cap (reference rows: CPU/disk cost)")
+	flag.BoolVar(&o.ansible, "ansible", true, "also run the equivalent Ansible playbook (ansible-playbook from Debian's ansible-core), cold and re-run")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory (artifacts, spec, recipe, roots)")
 	flag.Parse()
 	// On ^C or SIGTERM the running command's process group is killed and
@@ -82,6 +85,11 @@ func run(ctx context.Context, o options) error {
 	for _, tool := range []string{"bash", o.tool, "sha256sum", "sha512sum", "tar", "install", "grep", "gzip"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			return fmt.Errorf("the shell recipe needs %s: %w", tool, err)
+		}
+	}
+	if o.ansible {
+		if _, err := exec.LookPath("ansible-playbook"); err != nil {
+			return fmt.Errorf("the Ansible scenario needs ansible-playbook (make bench-e2e installs Debian's ansible-core; -ansible=false skips it): %w", err)
 		}
 	}
 
@@ -127,6 +135,9 @@ func run(ctx context.Context, o options) error {
 	}
 	fmt.Printf("\nserver %s: every TCP connection capped at %.0f MiB/s (token bucket per connection)\n", capped.url, o.rate)
 	fmt.Printf("nodeprov: %s\nrecipe:   %s (sequential, %s)\n", strings.Join(b.applyArgs("ROOT", "SPEC"), " "), b.recipe, o.tool)
+	if o.ansible {
+		fmt.Printf("ansible:  ansible-playbook %s -e root=ROOT -e work=WORK -e base=URL (%s, local connection, no facts, pipelining)\n", b.playbook, b.ansibleVer)
+	}
 	if timeBin != "" {
 		fmt.Printf("peak RSS and CPU time: GNU time (%%M, %%U+%%S) around each command\n\n")
 	} else {
@@ -152,6 +163,8 @@ const (
 	sWarm       = "nodeprov warm re-apply"
 	sRecipe     = "recipe (sequential)"
 	sRecipeWarm = "recipe re-run"
+	sAnsible    = "Ansible playbook"
+	sAnsibleNop = "Ansible re-run (no-op)"
 	sColdFree   = "nodeprov cold apply, no cap"
 	sRecipeFree = "recipe, no cap"
 )
@@ -166,17 +179,19 @@ type sample struct {
 }
 
 type bench struct {
-	ctx       context.Context
-	o         options
-	tmp       string
-	c         *counters
-	tree      *tree
-	recipe    string
-	spec      string // spec pointing at the capped server
-	specFree  string // ... at the uncapped one
-	cappedURL string
-	freeURL   string
-	samples   map[string][]sample
+	ctx        context.Context
+	o          options
+	tmp        string
+	c          *counters
+	tree       *tree
+	recipe     string
+	playbook   string // the Ansible playbook, when o.ansible
+	ansibleVer string
+	spec       string // spec pointing at the capped server
+	specFree   string // ... at the uncapped one
+	cappedURL  string
+	freeURL    string
+	samples    map[string][]sample
 }
 
 func (b *bench) setup(capped, free *server) error {
@@ -196,6 +211,15 @@ func (b *bench) setup(capped, free *server) error {
 	b.recipe = filepath.Join(b.tmp, "recipe.sh")
 	if err := writeFile(b.recipe, recipeScript(b.o.tool, b.tree)); err != nil {
 		return err
+	}
+	if b.o.ansible {
+		var err error
+		if b.playbook, err = ansibleSetup(filepath.Join(b.tmp, "ansible"), b.tree); err != nil {
+			return err
+		}
+		if b.ansibleVer, err = ansibleVersion(filepath.Dir(b.playbook)); err != nil {
+			return fmt.Errorf("ansible-playbook --version: %w", err)
+		}
 	}
 	return os.Chmod(b.recipe, 0o755)
 }
@@ -244,12 +268,38 @@ func (b *bench) iteration(i int) error {
 	if err := sameInstall(npRoot, rRoot, b.tree); err != nil {
 		return fmt.Errorf("nodeprov and the recipe installed different files: %w", err)
 	}
+	for _, root := range []string{npRoot, rRoot} {
+		if err := checkKernelAndConfig(root); err != nil {
+			return fmt.Errorf("%s: %w", root, err)
+		}
+	}
 	if err := b.shell(sRecipeWarm, rRoot, rWork, b.cappedURL); err != nil {
 		return err
 	}
-	os.RemoveAll(npRoot)
 	os.RemoveAll(rRoot)
 	os.RemoveAll(rWork)
+
+	if b.o.ansible {
+		aRoot, aWork := filepath.Join(dir, "ansible-root"), filepath.Join(dir, "ansible-work")
+		if err := os.MkdirAll(aRoot, 0o755); err != nil {
+			return err
+		}
+		if err := b.ansible(sAnsible, aRoot, aWork, true); err != nil {
+			return err
+		}
+		if err := sameInstall(npRoot, aRoot, b.tree); err != nil {
+			return fmt.Errorf("nodeprov and the Ansible playbook installed different files: %w", err)
+		}
+		if err := checkKernelAndConfig(aRoot); err != nil {
+			return fmt.Errorf("%s: %w", aRoot, err)
+		}
+		if err := b.ansible(sAnsibleNop, aRoot, aWork, false); err != nil {
+			return err
+		}
+		os.RemoveAll(aRoot)
+		os.RemoveAll(aWork)
+	}
+	os.RemoveAll(npRoot)
 
 	if b.freeURL != "" {
 		root := filepath.Join(dir, "nodeprov-root-free")
@@ -324,6 +374,31 @@ func (b *bench) shell(name, root, work, base string) error {
 	return nil
 }
 
+// ansible runs the playbook into root (downloads in work); a cold run must
+// change something, a re-run nothing (its PLAY RECAP says changed=0).
+func (b *bench) ansible(name, root, work string, cold bool) error {
+	dir := filepath.Dir(b.playbook)
+	cmd := exec.CommandContext(b.ctx, "ansible-playbook", b.playbook,
+		"-e", "root="+root, "-e", "work="+work, "-e", "base="+b.cappedURL)
+	cmd.Dir = dir
+	cmd.Env = ansibleEnv(dir)
+	s, stdout, stderr, err := b.measure(cmd)
+	if err != nil {
+		return fmt.Errorf("%s: %v\n%s%s", name, err, stdout, stderr)
+	}
+	_, changed, err := ansibleRecap(stdout)
+	switch {
+	case err != nil:
+		return fmt.Errorf("%s: %v\n%s%s", name, err, stdout, stderr)
+	case cold && changed == 0:
+		return fmt.Errorf("%s: the cold run changed nothing:\n%s", name, stdout)
+	case !cold && changed != 0:
+		return fmt.Errorf("%s: the re-run changed %d tasks:\n%s", name, changed, stdout)
+	}
+	b.samples[name] = append(b.samples[name], s)
+	return nil
+}
+
 // timeBin is GNU time, when installed: it reports the peak RSS of the
 // command alone. Without it the peak RSS comes from wait4's rusage of the
 // child, which Linux seeds with the RSS of the process that spawned it (Go
@@ -349,7 +424,7 @@ func (b *bench) measure(cmd *exec.Cmd) (sample, []byte, []byte, error) {
 	}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	cmd.Env = loopbackEnv()
+	cmd.Env = append(loopbackEnv(), cmd.Env...) // the command's own additions last
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	syscall.Sync()
@@ -506,6 +581,9 @@ func (b *bench) report() {
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(w, "scenario\tmedian\tmin\tmax\tpeak RSS\tCPU (median)\treqs\tconns\tMiB served\tmax in flight\tvs recipe\t")
 	names := []string{sCold, sWarm, sRecipe, sRecipeWarm}
+	if o.ansible {
+		names = append(names, sAnsible, sAnsibleNop)
+	}
 	if b.freeURL != "" {
 		names = append(names, sColdFree, sRecipeFree)
 	}
@@ -584,10 +662,25 @@ func (b *bench) report() {
 	fmt.Fprintf(w, "  cold apply >= 2x faster than the sequential recipe\t%.2fx (median %s vs %s)\t%s\n", speedup, fmtDur(cold.med), fmtDur(recipe.med), verdict(speedup >= 2))
 	fmt.Fprintf(w, "  warm re-apply < 100 ms\tmedian %s, max %s\t%s\n", fmtDur(warm.med), fmtDur(warm.max), verdict(warm.med < 100*time.Millisecond))
 	fmt.Fprintf(w, "  peak RSS < 64 MiB\t%.1f MiB (max over every nodeprov run)\t%s\n", float64(rss)/mib, verdict(rss < 64*mib))
+	if o.ansible {
+		ans, nop := b.stat(sAnsible, wallOf), b.stat(sAnsibleNop, wallOf)
+		noop := float64(nop.med) / float64(warm.med)
+		fmt.Fprintf(w, "  warm re-apply >= 100x faster than Ansible's no-op re-run (issue 7)\t%.0fx (median %s vs %s)\t%s\n", noop, fmtDur(warm.med), fmtDur(nop.med), verdict(noop >= 100))
+		fmt.Fprintf(w, "  cold apply vs the Ansible playbook (no target)\t%s (median %s vs %s)\t\n", relSpeed(float64(ans.med)/float64(cold.med)), fmtDur(cold.med), fmtDur(ans.med))
+		fmt.Fprintf(w, "  the Ansible playbook vs the recipe (no target)\t%s (median %s vs %s)\t\n", relSpeed(float64(recipe.med)/float64(ans.med)), fmtDur(ans.med), fmtDur(recipe.med))
+	}
 	w.Flush()
 	if warm.max >= 100*time.Millisecond && warm.med < 100*time.Millisecond {
 		fmt.Println("  note: the warm re-apply median is under 100 ms but its slowest run is not")
 	}
+}
+
+// relSpeed says how much faster (ratio > 1) or slower something is.
+func relSpeed(ratio float64) string {
+	if ratio < 1 {
+		return fmt.Sprintf("%.2fx slower", 1/ratio)
+	}
+	return fmt.Sprintf("%.2fx faster", ratio)
 }
 
 func verdict(ok bool) string {

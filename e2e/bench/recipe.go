@@ -20,7 +20,10 @@ import (
 // runc's line is grepped out of runc.sha256sum and checked with
 // `sha256sum -c -`; the recipe does not check OpenPGP signatures (the
 // docs do not either), so it does strictly less work than nodeprov.
-// Payloads: curl, sha256sum -c, install -m 0644. $1 is the root, $2 the
+// Payloads: curl, sha256sum -c, install -m 0644. Then the kernel modules
+// and sysctl settings are written to modules-load.d and sysctl.d in the
+// root (the Kubernetes docs' prerequisites, persisted only, as nodeprov
+// does offline) and containerd's config.toml. $1 is the root, $2 the
 // download directory, $3 the server's base URL; the tool is curl or wget.
 func recipeScript(tool string, t *tree) string {
 	get := `curl -fsSLO "$BASE/$1"`
@@ -69,5 +72,21 @@ install -m 0755 runsc "$ROOT/usr/local/bin/runsc"
 		name := path.Base(p)
 		fmt.Fprintf(&b, "get %[1]s\nget %[1]s.sha256\nsha256sum -c --quiet %[2]s.sha256\ninstall -m 0644 %[2]s \"$ROOT/opt/nodeprov-bench/%[2]s\"\n", p, name)
 	}
+	// The prerequisites of the Kubernetes container-runtime docs, as files
+	// in the root only (no modprobe, no sysctl --system: the host's kernel
+	// is not touched), and containerd's config.
+	fmt.Fprintf(&b, `
+# kernel modules and sysctl settings, persisted in the root (not applied)
+mkdir -p "$ROOT/etc/modules-load.d" "$ROOT/etc/sysctl.d" "$ROOT/etc/containerd"
+cat > "$ROOT/etc/modules-load.d/nodeprov.conf" <<'EOF'
+%sEOF
+cat > "$ROOT/etc/sysctl.d/99-nodeprov.conf" <<'EOF'
+%s
+EOF
+
+# containerd config
+cat > "$ROOT/etc/containerd/config.toml" <<'EOF'
+%sEOF
+`, kernelModulesFile(), strings.Join(sysctlLines(), "\n"), renderedContainerdConfig())
 	return b.String()
 }

@@ -10,7 +10,10 @@ import (
 // serves (runc verified by its OpenPGP signatures), the padding payloads as
 // plain downloads with checksum files, and mirrors that send the upstream
 // URLs to the loopback server. Nothing is pinned and no lock file sits next
-// to it, so every digest comes from a checksum file, as in the recipe.
+// to it, so every digest comes from a checksum file, as in the recipe. The
+// kernel section makes nodeprov persist the same modules-load.d and
+// sysctl.d files the recipe and the playbook write (offline on a sandbox
+// root: files only); containerd's config.toml comes from the component.
 func nodeSpec(t *tree, serverURL string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, `apiVersion: nodeprov/v1alpha1
@@ -32,7 +35,11 @@ components:
   runc: {version: %[5]s, keyring: runc}
   cni: {version: %[6]s}
   gvisor: {version: "%[7]s", shim: false}
-`, serverURL, indent(t.keyring, "      "), containerdVersion, strings.Join(containerdBinaries, ", "), runcVersion, cniVersion, gvisorVersion)
+kernel:
+  modules: [%[8]s]
+  sysctl:
+%[9]s`, serverURL, indent(t.keyring, "      "), containerdVersion, strings.Join(containerdBinaries, ", "), runcVersion, cniVersion, gvisorVersion,
+		strings.Join(kernelModules, ", "), sysctlYAML())
 	if len(t.payloads) > 0 {
 		b.WriteString("downloads:\n")
 	}
@@ -49,4 +56,12 @@ func indent(s, prefix string) string {
 		lines[i] = prefix + l
 	}
 	return strings.Join(lines, "\n")
+}
+
+func sysctlYAML() string {
+	var b strings.Builder
+	for _, kv := range kernelSysctl {
+		fmt.Fprintf(&b, "    %s: %q\n", kv[0], kv[1])
+	}
+	return b.String()
 }

@@ -290,6 +290,10 @@ func (r *Root) openParentForUpdate(dir, name string) (*os.File, error) {
 			return nil, fmt.Errorf("remove stale temporary file %s: %w", n, err)
 		}
 	}
+	if err := r.noteTempDir(dir); err != nil {
+		d.Close()
+		return nil, err
+	}
 	return d, nil
 }
 

@@ -25,6 +25,9 @@ type Root struct {
 	// openat2 selects the kernel's RESOLVE_IN_ROOT resolver; when false the
 	// component-by-component fallback is used.
 	openat2 bool
+	// temps logs the directories temporary files are created in; nil
+	// logs nothing (see LogTempDirs).
+	temps *tempLog
 }
 
 // OpenRoot opens dir, which must exist and be a directory, as a Root.
