@@ -80,3 +80,6 @@ type ErrorReport struct {
 func ms(d time.Duration) float64 {
 	return float64(d.Microseconds()) / 1000
 }
+
+// Text is the error on one line: stage, resource and message.
+func (e *ErrorReport) Text() string { return errorText(e) }

@@ -88,11 +88,13 @@ func writeJSON(w io.Writer, v any) {
 // loadSpec loads a spec and prints its diagnostics; ok is false when the
 // command must stop with exit code 2.
 func loadSpec(name string, s ioSet, out string, command string) (*spec.Document, bool) {
+	start := time.Now()
 	doc, err := spec.LoadFile(name, s.in)
 	if err == nil {
 		return doc, true
 	}
-	rep := &stages.Report{ReportVersion: stages.ReportVersion, Command: command, Spec: name, Stages: []stages.StageReport{}}
+	rep := &stages.Report{ReportVersion: stages.ReportVersion, Command: command, Spec: name, Stages: []stages.StageReport{},
+		StartedAt: start.UTC(), DurationMs: float64(time.Since(start).Microseconds()) / 1000}
 	var ds *spec.Diagnostics
 	if errors.As(err, &ds) {
 		rep.Diagnostics = ds.Items
@@ -105,7 +107,10 @@ func loadSpec(name string, s ioSet, out string, command string) (*spec.Document,
 	}
 	if out == "json" {
 		writeJSON(s.out, rep)
-	} else if ds != nil {
+	}
+	// Also with -o json: logs that keep only stderr (cloud-init's output
+	// log, the journal) must say what is wrong, not only the report.
+	if ds != nil {
 		fmt.Fprint(s.err, ds.Pretty())
 		fmt.Fprintf(s.err, "%s: %s\n", command, rep.Error.Message)
 	} else {
@@ -210,6 +215,9 @@ func runMode(mode string) func(context.Context, []string, ioSet) int {
 		rep := stages.Execute(ctx, opts)
 		if out.v == "json" {
 			writeJSON(s.out, rep)
+			if rep.Error != nil {
+				fmt.Fprintf(s.err, "%s: %s\n", mode, rep.Error.Text())
+			}
 		} else {
 			stages.WriteSummary(s.out, rep)
 		}
