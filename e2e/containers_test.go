@@ -75,6 +75,17 @@ func TestContainersRunOnProvisionedNode(t *testing.T) {
 	wrapper := filepath.Join(dir, "runsc-none")
 	os.WriteFile(wrapper, []byte("#!/bin/sh\nexec "+root+"/usr/local/bin/runsc --network=none \"$@\"\n"), 0o755)
 
+	// containerd makes a cgroup per namespace (cgroupfs driver) and keeps
+	// it: a namespace of the test's own is removed again below.
+	ns := "nodeprov-e2e-" + filepath.Base(dir)
+	t.Cleanup(func() {
+		cgs, _ := filepath.Glob("/sys/fs/cgroup/*/" + ns)
+		for _, cg := range cgs {
+			if err := os.Remove(cg); err != nil {
+				t.Errorf("cgroup left behind: %v", err)
+			}
+		}
+	})
 	script := fmt.Sprintf(`set -e
 mount --make-rprivate /
 mount -t tmpfs tmpfs /opt && mkdir -p /opt/cni/bin && mount --bind %[1]s/opt/cni/bin /opt/cni/bin
@@ -83,18 +94,18 @@ ip link set lo up
 export PATH=%[1]s/usr/local/bin:%[1]s/usr/local/sbin:$PATH
 containerd --config %[1]s/etc/containerd/config.toml > %[2]s/containerd.log 2>&1 &
 for i in $(seq 100); do ctr --address %[2]s/c.sock version >/dev/null 2>&1 && break; sleep 0.1; done
-ctr() { command ctr --address %[2]s/c.sock "$@"; }
+ctr() { command ctr --address %[2]s/c.sock -n %[5]s "$@"; }
 ctr plugins ls | awk '$2=="cri"{print "cri-plugin", $NF}'
 ctr run --rm --runc-binary %[1]s/usr/local/sbin/runc --rootfs %[3]s c-runc /bin/sh -c 'echo runc-ran-in; cat /proc/self/cgroup'
 ctr run --rm --runc-binary %[4]s --rootfs %[3]s c-runsc /bin/sh -c 'echo runsc-kernel-$(uname -r)'
 ctr run --rm --cni --runc-binary %[1]s/usr/local/sbin/runc --rootfs %[3]s c-net /bin/ip -4 -o addr show dev eth0
-`, root, dir, rootfs, wrapper)
+`, root, dir, rootfs, wrapper, ns)
 	r := runCmd(t, "", "unshare", "--mount", "--net", "--pid", "--fork", "--mount-proc", "--", "sh", "-c", script)
 	log, _ := os.ReadFile(filepath.Join(dir, "containerd.log"))
 	if r.code != 0 {
 		t.Fatalf("containers on the provisioned node:\n%s\ncontainerd log (tail):\n%s", r, tail(string(log), 30))
 	}
-	for _, want := range []string{"cri-plugin ok", "/default/c-runc", "runsc-kernel-4.4.0"} {
+	for _, want := range []string{"cri-plugin ok", "/" + ns + "/c-runc", "runsc-kernel-4.4.0"} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("output lacks %q:\n%s", want, r.stdout)
 		}
