@@ -90,11 +90,11 @@ fuzz:
 		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $(FUZZFLAGS) $$pkg; \
 	done
 
-# The hostile-input and network-fault suites of issue 7 (part of go test
+# The hostile-input, network-fault and concurrency suites of issue 7 (part of go test
 # ./e2e too), verbose, with their case | outcome tables.
 .PHONY: reliability
 reliability: build
-	NODEPROV_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -v -run '^(TestHostileInputs|TestNetworkFaults)$$' ./e2e
+	NODEPROV_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -v -run '^(TestHostileInputs|TestNetworkFaults|TestConcurrency)$$' ./e2e
 
 generate:
 	$(GO) generate ./...

@@ -19,6 +19,14 @@ import (
 //	sha256/<hex>            verified artifacts, read-only (0444)
 //	sha512/<hex>            index: a 0444 file holding "sha256:<hex>\n",
 //	                        naming the sha256 entry with the same content
+//	urls/<hex>              index for artifacts only a detached signature
+//	                        verifies: <hex> is the sha256 of the URL, the
+//	                        file holds "sha256:<hex>\n" of its last verified
+//	                        download (a candidate: the signature is checked
+//	                        again before the entry is used)
+//	locks/<name>.lock       per-artifact download locks (see lock.go);
+//	                        present only while held, or after a holder
+//	                        was killed until the next start
 //
 // A small file rather than a symlink keeps the index valid when a cache
 // directory is copied with tools that do not preserve links (air-gapped
@@ -159,24 +167,29 @@ func commit(root, staged string, s sums) (string, error) {
 
 // writeIndex records sha512/<hex> -> sha256 entry.
 func writeIndex(root string, s sums) error {
+	return writeIndexFile(root, filepath.Join(SHA512, s.sha512), SHA256+":"+s.sha256+"\n")
+}
+
+// writeIndexFile writes a small read-only index file at rel under root,
+// atomically (staging file, fsync, rename, fsync of the directory).
+func writeIndexFile(root, rel, content string) error {
 	tmp, err := newStaging(root)
 	if err != nil {
 		return err
 	}
 	defer os.Remove(tmp)
-	content := SHA256 + ":" + s.sha256 + "\n"
 	if err := os.WriteFile(tmp, []byte(content), 0o600); err != nil {
-		return fmt.Errorf("write sha512 index: %w", err)
+		return fmt.Errorf("write cache index %s: %w", rel, err)
 	}
 	if err := syncFile(tmp); err != nil {
-		return fmt.Errorf("write sha512 index: %w", err)
+		return fmt.Errorf("write cache index %s: %w", rel, err)
 	}
 	if err := os.Chmod(tmp, 0o444); err != nil {
-		return fmt.Errorf("write sha512 index: %w", err)
+		return fmt.Errorf("write cache index %s: %w", rel, err)
 	}
-	dst := filepath.Join(root, SHA512, s.sha512)
+	dst := filepath.Join(root, rel)
 	if err := os.Rename(tmp, dst); err != nil {
-		return fmt.Errorf("write sha512 index: %w", err)
+		return fmt.Errorf("write cache index %s: %w", rel, err)
 	}
 	return syncDir(filepath.Dir(dst))
 }

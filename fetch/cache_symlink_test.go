@@ -8,16 +8,18 @@ import (
 	"testing"
 )
 
-// TestCacheRefusesSymlinkedSubdirs: a cache whose tmp/, sha256/ or sha512/
-// is a symlink (planted in an image root, or left by a careless copy) is
-// refused before anything is read, written or removed through it. Before
+// TestCacheRefusesSymlinkedSubdirs: a cache whose tmp/, sha256/, sha512/,
+// locks/ or urls/ is a symlink (planted in an image root, or left by a
+// careless copy) is refused before anything is read, written or removed
+// through it. Before
 // the fix, a tmp/ symlink made the stale-staging cleanup delete everything
 // in the directory it pointed to, and a sha256/ symlink put the verified
 // artifacts there.
 func TestCacheRefusesSymlinkedSubdirs(t *testing.T) {
 	art := payload(1000)
-	srv, _ := newServer(t, filesHandler(map[string][]byte{"/a": art}))
-	for _, sub := range []string{tmpDir, SHA256, SHA512} {
+	key := newTestKey(t, "maintainer")
+	srv, _ := newServer(t, filesHandler(map[string][]byte{"/a": art, "/a.asc": detachSign(t, key, art, nil)}))
+	for _, sub := range []string{tmpDir, SHA256, SHA512, locksDir, urlsDir} {
 		t.Run(sub, func(t *testing.T) {
 			cache, victim := t.TempDir(), t.TempDir()
 			keep := filepath.Join(victim, "keep")
@@ -28,7 +30,11 @@ func TestCacheRefusesSymlinkedSubdirs(t *testing.T) {
 				t.Fatal(err)
 			}
 			f := &Fetcher{CacheDir: cache, Proxy: noProxy}
-			_, err := f.Fetch(context.Background(), []Request{{URL: srv.URL + "/a", Pinned: pin(sha512Of(art))}})
+			req := Request{URL: srv.URL + "/a", Pinned: pin(sha512Of(art))}
+			if sub == urlsDir { // used for artifacts only a signature verifies
+				req = Request{URL: srv.URL + "/a", Signature: &SignatureSource{URL: srv.URL + "/a.asc", Keyring: keyringOf(t, key)}}
+			}
+			_, err := f.Fetch(context.Background(), []Request{req})
 			if err == nil || !strings.Contains(err.Error(), filepath.Join(cache, sub)) || !strings.Contains(err.Error(), "symlink") {
 				t.Errorf("err = %v, want a refusal naming %s as a symlink", err, filepath.Join(cache, sub))
 			}

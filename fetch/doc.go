@@ -22,7 +22,13 @@
 //     any other scheme and a link-local target (cloud metadata) are refused,
 //     at most 10 hops;
 //   - downloads run in parallel (bounded) and transient failures are retried
-//     with exponential backoff and jitter, honouring Retry-After.
+//     with exponential backoff and jitter, honouring Retry-After;
+//   - each artifact is downloaded once per cache, also when several
+//     processes share it (roots provisioned in parallel with one --cache):
+//     looking it up, downloading, verifying and committing run under a
+//     per-artifact flock in <CacheDir>/locks/, keyed by the expected digest
+//     (or by the URL when only a detached signature will verify it; the
+//     index <CacheDir>/urls/ then finds it again). See lock.go.
 //
 // Trust levels reported per artifact are TrustPinned, TrustSigned and
 // TrustSameOrigin; Fetcher.RequirePinned refuses TrustSameOrigin.

@@ -193,6 +193,7 @@ func (f *Fetcher) setup() error {
 			f.ready = err
 			return
 		}
+		sweepLocks(f.CacheDir)
 		hc := newHTTPClient(httpConfig{
 			proxy:       f.Proxy,
 			rootCAs:     f.RootCAs,
@@ -458,24 +459,80 @@ func (f *Fetcher) fetchOne(ctx context.Context, r Request, memo *metaMemo) (Resu
 		return fail(ErrSameOrigin)
 	}
 	res := Result{URL: r.URL, Digest: exp.digest, Trust: exp.trust, SignedBy: exp.signedBy, KeyExpired: exp.expired}
+	name := path.Base(u.Path)
 
-	if !exp.digest.IsZero() {
-		if p, ok := f.cached(exp.digest); ok {
-			if verifySig {
-				if err := f.verifyArtifactSig(ctx, r, p, memo, &res); err != nil {
-					return fail(err)
+	if exp.digest.IsZero() {
+		// Only the artifact's detached signature decides (verifySig is
+		// set): its digest is unknown until it is downloaded.
+		if _, err := cacheSubdir(f.CacheDir, urlsDir, 0o755); err != nil {
+			return fail(err)
+		}
+		lock, err := acquireEntryLock(ctx, f.CacheDir, urlLockName(r.URL), f.waiting(name))
+		if err != nil {
+			return fail(err)
+		}
+		defer lock.release()
+		if d, ok := lookupURL(f.CacheDir, r.URL); ok {
+			if p, ok := f.cached(d, true); ok {
+				// Fetch the signature first: failing to get it fails the
+				// request either way, while a signature that does not
+				// cover the cached bytes (the artifact was replaced
+				// upstream) means downloading it again.
+				if _, err := f.fetchMeta(ctx, r.Signature.URL, memo); err != nil {
+					return fail(fmt.Errorf("signature: %w", err))
+				}
+				hit := res
+				if err := f.verifyArtifactSig(ctx, r, p, memo, &hit); err == nil {
+					hit.Digest = Digest{SHA256, path.Base(p)}
+					return f.fromCache(p, hit, fail)
 				}
 			}
-			fi, err := os.Stat(p)
-			if err != nil {
-				return fail(err)
-			}
-			res.Path, res.SHA256, res.Bytes, res.FromCache = p, path.Base(p), fi.Size(), true
-			return res, nil
 		}
+		return f.downloadVerified(ctx, r, exp, maxSize, name, verifySig, memo, res, fail)
 	}
 
-	staged, s, n, err := f.download(ctx, r.URL, maxSize, exp.digest.Algorithm == SHA512, path.Base(u.Path), f.Progress)
+	// A cache hit needs no lock (entries appear by rename, complete), so a
+	// complete cache on read-only media stays usable.
+	if p, ok := f.cached(exp.digest, false); ok {
+		return f.cachedResult(ctx, r, p, verifySig, memo, res, fail)
+	}
+	lock, err := acquireEntryLock(ctx, f.CacheDir, digestLockName(exp.digest), f.waiting(name))
+	if err != nil {
+		return fail(err)
+	}
+	defer lock.release()
+	// Whoever held the lock before may have just committed it.
+	if p, ok := f.cached(exp.digest, true); ok {
+		return f.cachedResult(ctx, r, p, verifySig, memo, res, fail)
+	}
+	return f.downloadVerified(ctx, r, exp, maxSize, name, verifySig, memo, res, fail)
+}
+
+// cachedResult completes res from the cache entry p, verifying the
+// artifact's own signature over it when the request has one.
+func (f *Fetcher) cachedResult(ctx context.Context, r Request, p string, verifySig bool, memo *metaMemo, res Result, fail func(error) (Result, error)) (Result, error) {
+	if verifySig {
+		if err := f.verifyArtifactSig(ctx, r, p, memo, &res); err != nil {
+			return fail(err)
+		}
+	}
+	return f.fromCache(p, res, fail)
+}
+
+func (f *Fetcher) fromCache(p string, res Result, fail func(error) (Result, error)) (Result, error) {
+	fi, err := os.Stat(p)
+	if err != nil {
+		return fail(err)
+	}
+	res.Path, res.SHA256, res.Bytes, res.FromCache = p, path.Base(p), fi.Size(), true
+	return res, nil
+}
+
+// downloadVerified downloads the artifact into a staging file, verifies it
+// against the expected digest and its signature, and commits it to the
+// cache. The caller holds the artifact's lock.
+func (f *Fetcher) downloadVerified(ctx context.Context, r Request, exp expectation, maxSize int64, name string, verifySig bool, memo *metaMemo, res Result, fail func(error) (Result, error)) (Result, error) {
+	staged, s, n, err := f.download(ctx, r.URL, maxSize, exp.digest.Algorithm == SHA512, name, f.Progress)
 	if err != nil {
 		return fail(err)
 	}
@@ -488,7 +545,7 @@ func (f *Fetcher) fetchOne(ctx context.Context, r Request, memo *metaMemo) (Resu
 	if !exp.digest.IsZero() {
 		got, _ := s.get(exp.digest.Algorithm)
 		if got != exp.digest {
-			return fail(&MismatchError{URL: shown, Want: exp.digest, Got: got})
+			return fail(&MismatchError{URL: redact(r.URL), Want: exp.digest, Got: got})
 		}
 	} else {
 		res.Digest = Digest{SHA256, s.sha256}
@@ -506,8 +563,24 @@ func (f *Fetcher) fetchOne(ctx context.Context, r Request, memo *metaMemo) (Resu
 		return fail(err)
 	}
 	committed = true
+	if exp.digest.IsZero() {
+		// Signature-only: let the next fetch of this URL find the entry.
+		if err := writeURLIndex(f.CacheDir, r.URL, s.sha256); err != nil {
+			return fail(err)
+		}
+	}
 	res.Path, res.SHA256, res.Bytes = p, s.sha256, n
 	return res, nil
+}
+
+// waiting returns the callback for a request that must wait for another
+// download of the same artifact: the Progress hears of it when it can.
+func (f *Fetcher) waiting(name string) func() {
+	w, ok := f.Progress.(Waiter)
+	if !ok {
+		return nil
+	}
+	return func() { w.Waiting(name) }
 }
 
 // verifyArtifactSig checks the artifact's detached signature over the file
@@ -536,8 +609,10 @@ func (f *Fetcher) verifyArtifactSig(ctx context.Context, r Request, p string, me
 	return nil
 }
 
-// cached looks d up, re-hashing the entry when VerifyCached is set.
-func (f *Fetcher) cached(d Digest) (string, bool) {
+// cached looks d up, re-hashing the entry when VerifyCached is set. A bad
+// entry is removed when remove is set, which callers do only while they
+// hold the artifact's lock (another process may be committing it anew).
+func (f *Fetcher) cached(d Digest, remove bool) (string, bool) {
 	p, ok := lookup(f.CacheDir, d)
 	if !ok || !f.VerifyCached {
 		return p, ok
@@ -547,7 +622,9 @@ func (f *Fetcher) cached(d Digest) (string, bool) {
 		return "", false
 	}
 	if got, _ := s.get(d.Algorithm); got != d || path.Base(p) != s.sha256 {
-		os.Remove(p)
+		if remove {
+			os.Remove(p)
+		}
 		return "", false
 	}
 	return p, true

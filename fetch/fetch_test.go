@@ -534,7 +534,9 @@ func TestFetchCollectsAllErrors(t *testing.T) {
 	res, err := f.Fetch(context.Background(), []Request{
 		{URL: srv.URL + "/bad", Pinned: pin(sha256Of([]byte("original")))},
 		{URL: srv.URL + "/good", Pinned: pin(sha256Of(good))},
-		{URL: srv.URL + "/missing", Pinned: pin(sha256Of(good))},
+		// Not good's digest: once /good is cached, a request pinned to
+		// its digest is a cache hit whatever its URL.
+		{URL: srv.URL + "/missing", Pinned: pin(sha256Of([]byte("never served")))},
 	})
 	if err == nil || !strings.Contains(err.Error(), "/bad") || !strings.Contains(err.Error(), "/missing") {
 		t.Fatalf("err = %v, want both failures", err)

@@ -84,6 +84,15 @@ func (p *lineProgress) Start(name string, total int64) Tracker {
 	return t
 }
 
+// waitingText is what a download that waits for another one of the same
+// artifact prints.
+const waitingText = "waiting: another run (or request) is downloading the same artifact into this cache"
+
+// Waiting implements Waiter.
+func (p *lineProgress) Waiting(name string) {
+	p.printf("fetch %s: %s", name, waitingText)
+}
+
 type lineTracker struct {
 	p           *lineProgress
 	name        string
@@ -151,6 +160,13 @@ func (p *barProgress) Start(name string, total int64) Tracker {
 	p.active = append(p.active, b)
 	p.redraw(nil)
 	return b
+}
+
+// Waiting implements Waiter: a line above the active block.
+func (p *barProgress) Waiting(name string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.redraw([]string{name + " " + waitingText})
 }
 
 // Advance implements Tracker.
