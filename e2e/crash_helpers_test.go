@@ -4,15 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/sha256"
-	"crypto/sha512"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"io/fs"
 	"math/rand/v2"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,9 +21,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ProtonMail/go-crypto/openpgp"
-	"github.com/ProtonMail/go-crypto/openpgp/armor"
-	"github.com/ProtonMail/go-crypto/openpgp/clearsign"
+	art "github.com/nodeprov/nodeprov/e2e/artifacts"
 )
 
 // Helpers of crash_test.go and crash_rollback_test.go: small
@@ -37,155 +32,43 @@ import (
 
 // ---- small release-shaped artifacts ---------------------------------------
 
-// smallArtifacts builds the same release layout as buildArtifacts (the
-// versions, paths, checksum files and runc signatures the component catalog
-// expects) from seeded random files instead of Debian's binaries, so that a
-// cold apply moves about 14 MiB: enough to spread kill points over, small
-// enough for 50+ runs in CI. Nothing here is executed; only bytes matter.
-// Trees built with different seeds have the same names and different
-// bytes (an upgrade in place).
+// smallArtifacts builds the release layout of releaseArtifacts (the
+// versions, paths, checksum files and runc signatures the component
+// catalog expects) from seeded random files instead of Debian's binaries
+// (artifacts.RandomSourcesSized), so that a cold apply moves about 14 MiB:
+// enough to spread kill points over, small enough for 50+ runs in CI.
+// Nothing here is executed; only bytes matter. Trees built with different
+// seeds have the same names and different bytes (an upgrade in place).
 func smallArtifacts(t *testing.T, seed uint64) *artifacts {
 	t.Helper()
 	dir := t.TempDir()
-	src := filepath.Join(dir, "src")
-	seed *= 1000
-	random := func(name string, size int64) string {
-		p := filepath.Join(src, name)
-		seed++
-		if err := writeSeeded(p, size, seed); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
 	const mi = 1 << 20
-	ctr := map[string]string{
-		"bin/containerd":              random("containerd", 2*mi),
-		"bin/containerd-shim":         random("containerd-shim", mi/2),
-		"bin/containerd-shim-runc-v1": random("containerd-shim-runc-v1", mi),
-		"bin/containerd-shim-runc-v2": random("containerd-shim-runc-v2", mi),
-		"bin/ctr":                     random("ctr", 3*mi/2),
+	sizes := map[string]int64{
+		"containerd": 2 * mi, "containerd-shim": mi / 2, "containerd-shim-runc-v1": mi, "containerd-shim-runc-v2": mi,
+		"ctr": 3 * mi / 2, "runc": 3 * mi / 2, "runsc": 3 * mi,
 	}
-	cni := map[string]string{}
-	// The plugins of the CNI 1.1.1 release, which the component installs.
-	for _, p := range []string{"bandwidth", "bridge", "dhcp", "firewall", "host-device", "host-local", "ipvlan", "loopback",
-		"macvlan", "portmap", "ptp", "sbr", "static", "tuning", "vlan", "vrf"} {
-		cni["./"+p] = random("cni-"+p, 192<<10)
+	src, err := art.RandomSourcesSized(filepath.Join(dir, "src"), seed, func(name string) int64 {
+		if n, ok := sizes[name]; ok {
+			return n
+		}
+		return 192 << 10 // each CNI plugin
+	})
+	if err != nil {
+		t.Fatalf("small artifacts' sources: %v", err)
 	}
-	a, err := buildTreeFrom(filepath.Join(dir, "tree"), ctr, random("runc", 3*mi/2), cni, random("runsc", 3*mi))
+	tree, err := art.Build(filepath.Join(dir, "tree"), art.Options{Sources: src})
 	if err != nil {
 		t.Fatalf("build small artifacts: %v", err)
 	}
-	return a
-}
-
-// buildTreeFrom writes the upstream layout (see buildArtifacts) from the
-// given source files: containerd tarball members, the runc binary, CNI
-// tarball members and runsc.
-func buildTreeFrom(dir string, ctrMembers map[string]string, runc string, cniMembers map[string]string, runsc string) (*artifacts, error) {
-	a := &artifacts{dir: dir}
-	gh := filepath.Join(dir, "github")
-
-	ctrDir := filepath.Join(gh, "containerd/containerd/releases/download/v"+containerdVersion)
-	ctrTar := filepath.Join(ctrDir, "containerd-"+containerdVersion+"-linux-amd64.tar.gz")
-	if err := writeTarGz(ctrTar, ctrMembers); err != nil {
-		return nil, err
-	}
-	if err := writeSumFile(ctrTar, ".sha256sum", sha256.New); err != nil {
-		return nil, err
-	}
-
-	key, err := openpgp.NewEntity("nodeprov crash signer", "e2e", "crash@example.invalid", nil)
-	if err != nil {
-		return nil, err
-	}
-	runcDir := filepath.Join(gh, "opencontainers/runc/releases/download/v"+runcVersion)
-	runcBin := filepath.Join(runcDir, "runc.amd64")
-	if err := copyFile(runc, runcBin); err != nil {
-		return nil, err
-	}
-	sum, err := fileHash(runcBin, sha256.New)
-	if err != nil {
-		return nil, err
-	}
-	var sums bytes.Buffer
-	cw, err := clearsign.Encode(&sums, key.PrivateKey, nil)
-	if err != nil {
-		return nil, err
-	}
-	fmt.Fprintf(cw, "%s  runc.amd64\n", sum)
-	if err := cw.Close(); err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile(filepath.Join(runcDir, "runc.sha256sum"), sums.Bytes(), 0o644); err != nil {
-		return nil, err
-	}
-	bin, err := os.ReadFile(runcBin)
-	if err != nil {
-		return nil, err
-	}
-	var sig bytes.Buffer
-	if err := openpgp.ArmoredDetachSign(&sig, key, bytes.NewReader(bin), nil); err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile(runcBin+".asc", sig.Bytes(), 0o644); err != nil {
-		return nil, err
-	}
-	var pub bytes.Buffer
-	aw, err := armor.Encode(&pub, openpgp.PublicKeyType, nil)
-	if err != nil {
-		return nil, err
-	}
-	if err := key.Serialize(aw); err != nil {
-		return nil, err
-	}
-	if err := aw.Close(); err != nil {
-		return nil, err
-	}
-	a.keyring = pub.String()
-
-	cniTgz := filepath.Join(gh, "containernetworking/plugins/releases/download/v"+cniVersion, "cni-plugins-linux-amd64-v"+cniVersion+".tgz")
-	if err := writeTarGz(cniTgz, cniMembers); err != nil {
-		return nil, err
-	}
-	if err := writeSumFile(cniTgz, ".sha256", sha256.New); err != nil {
-		return nil, err
-	}
-
-	gv := filepath.Join(dir, "gcs/gvisor/releases/release", gvisorVersion, "x86_64", "runsc")
-	if err := copyFile(runsc, gv); err != nil {
-		return nil, err
-	}
-	if err := writeSumFile(gv, ".sha512", sha512.New); err != nil {
-		return nil, err
-	}
-	return a, nil
-}
-
-// writeSeeded writes n bytes of seeded ChaCha8 output (incompressible, so
-// the tarballs are as large as their members, and reproducible).
-func writeSeeded(p string, n int64, seed uint64) error {
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		return err
-	}
-	f, err := os.Create(p)
-	if err != nil {
-		return err
-	}
-	var s [32]byte
-	s[0], s[1], s[2] = byte(seed), byte(seed>>8), byte(seed>>16)
-	if _, err := io.CopyN(f, rand.NewChaCha8(s), n); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
+	return newArtifacts(tree)
 }
 
 // mainArtifacts are the tree paths of the artifact each component pins.
 var mainArtifacts = map[string]string{
-	"containerd": "github/containerd/containerd/releases/download/v" + containerdVersion + "/containerd-" + containerdVersion + "-linux-amd64.tar.gz",
-	"runc":       "github/opencontainers/runc/releases/download/v" + runcVersion + "/runc.amd64",
-	"cni":        "github/containernetworking/plugins/releases/download/v" + cniVersion + "/cni-plugins-linux-amd64-v" + cniVersion + ".tgz",
-	"gvisor":     "gcs/gvisor/releases/release/" + gvisorVersion + "/x86_64/runsc",
+	"containerd": art.ContainerdPath,
+	"runc":       art.RuncPath,
+	"cni":        art.CNIPath,
+	"gvisor":     art.RunscPath,
 }
 
 // pinsOf returns the components' `sha256: {amd64: …}` values for a tree.
@@ -193,7 +76,7 @@ func pinsOf(t *testing.T, a *artifacts) map[string]string {
 	t.Helper()
 	out := map[string]string{}
 	for c, rel := range mainArtifacts {
-		sum, err := fileHash(filepath.Join(a.dir, filepath.FromSlash(rel)), sha256.New)
+		sum, err := fileHash(a.tree.File(rel), sha256.New)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -205,69 +88,33 @@ func pinsOf(t *testing.T, a *artifacts) map[string]string {
 // ---- a loopback server with a switchable tree and throttle ----------------
 
 // treeServer serves one artifact tree at a time (switched between runs to
-// upgrade in place). While rate is set it paces every response body to rate
-// bytes per second; each request gets its own budget, and nodeprov uses one
-// request per connection at a time, so it acts as a per-connection cap. A
-// rate of 0 serves at full speed.
+// upgrade in place), nothing (404) before the first. While rate is set it
+// paces every response body to rate bytes per second; each request gets
+// its own budget (artifacts.ServerOptions.PerRequest), and nodeprov uses
+// one request per connection at a time, so it acts as a per-connection
+// cap. A rate of 0 serves at full speed.
 type treeServer struct {
 	url  string
-	dir  atomic.Pointer[string]
-	rate atomic.Int64
+	srv  *art.Server
+	rate serverRate
 }
+
+// serverRate sets a treeServer's rate: rate.Store(bytesPerSecond).
+type serverRate struct{ srv *art.Server }
+
+func (r serverRate) Store(bytesPerSec int64) { r.srv.SetRate(float64(bytesPerSec)) }
 
 func newTreeServer(t *testing.T) *treeServer {
 	t.Helper()
-	ts := &treeServer{}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		dir := ts.dir.Load()
-		if dir == nil {
-			http.NotFound(w, r)
-			return
-		}
-		if rate := ts.rate.Load(); rate > 0 {
-			w = &pacedWriter{ResponseWriter: w, rate: rate, start: time.Now()}
-		}
-		http.FileServer(http.Dir(*dir)).ServeHTTP(w, r)
-	}))
-	t.Cleanup(srv.Close)
-	ts.url = srv.URL
-	return ts
-}
-
-func (ts *treeServer) serve(a *artifacts) { ts.dir.Store(&a.dir) }
-
-// pacedWriter hides ReadFrom (so the file server cannot use sendfile around
-// it) and writes in small chunks, each flushed and followed by a sleep
-// that keeps the body at the rate.
-type pacedWriter struct {
-	http.ResponseWriter
-	rate  int64
-	start time.Time
-	sent  int64
-}
-
-func (p *pacedWriter) Write(b []byte) (int, error) {
-	const chunk = 16 << 10
-	n := 0
-	for len(b) > 0 {
-		c := min(len(b), chunk)
-		w, err := p.ResponseWriter.Write(b[:c])
-		n += w
-		p.sent += int64(w)
-		if err != nil {
-			return n, err
-		}
-		if f, ok := p.ResponseWriter.(http.Flusher); ok {
-			f.Flush()
-		}
-		b = b[c:]
-		due := p.start.Add(time.Duration(float64(p.sent) / float64(p.rate) * float64(time.Second)))
-		if d := time.Until(due); d > 0 {
-			time.Sleep(d)
-		}
+	srv, err := art.Serve(t.TempDir(), art.ServerOptions{PerRequest: true})
+	if err != nil {
+		t.Fatal(err)
 	}
-	return n, nil
+	t.Cleanup(func() { srv.Close() })
+	return &treeServer{url: srv.URL, srv: srv, rate: serverRate{srv}}
 }
+
+func (ts *treeServer) serve(a *artifacts) { ts.srv.SetDir(a.dir) }
 
 // ---- tree snapshots ---------------------------------------------------------
 
@@ -809,18 +656,7 @@ func (k *killableRun) output() string {
 
 // loopbackEnvironment is the test's environment without proxy settings, so
 // every request goes straight to the loopback server.
-func loopbackEnvironment() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		switch strings.ToLower(k) {
-		case "http_proxy", "https_proxy", "all_proxy", "no_proxy":
-			continue
-		}
-		env = append(env, kv)
-	}
-	return append(env, "NO_PROXY=127.0.0.1,localhost")
-}
+var loopbackEnvironment = art.LoopbackEnv
 
 // TestCrashCheckersCatchFaults shows that the crash test's checks can
 // fail: the watcher reports a file written in place (seen part-way) and a

@@ -163,13 +163,20 @@ func DebianSources() (*Sources, error) {
 // is run). Different seeds give the same names with different bytes (an
 // upgrade in place).
 func RandomSources(dir string, seed uint64, size int64) (*Sources, error) {
+	return RandomSourcesSized(dir, seed, func(string) int64 { return size })
+}
+
+// RandomSourcesSized is RandomSources with a size for each file, by its
+// name in dir: a ContainerdBinaries entry, "runc", "runsc" or
+// "cni-<plugin>".
+func RandomSourcesSized(dir string, seed uint64, size func(name string) int64) (*Sources, error) {
 	var err error
 	seed *= 1 << 16
 	file := func(name string) string {
 		p := filepath.Join(dir, name)
 		seed++
 		if err == nil {
-			err = WriteRandom(p, size, seed)
+			err = WriteRandom(p, size(name), seed)
 		}
 		return p
 	}
@@ -354,7 +361,7 @@ func Build(dir string, o Options) (*Tree, error) {
 	}()
 	err = t.buildRunc(src.Runc)
 	if err == nil {
-		if err = copyFile(src.Runsc, t.File(RunscPath)); err == nil {
+		if err = CopyFile(src.Runsc, t.File(RunscPath)); err == nil {
 			err = writeSumFile(t.File(RunscPath), ".sha512", sha512.New)
 		}
 	}
@@ -405,7 +412,7 @@ func (t *Tree) stat(a *Artifact) error {
 	if err != nil {
 		return err
 	}
-	sum, err := fileHash(t.File(a.Path), sha256.New)
+	sum, err := FileHash(t.File(a.Path), sha256.New)
 	if err != nil {
 		return err
 	}
@@ -419,10 +426,10 @@ func (t *Tree) stat(a *Artifact) error {
 // and the arm64 line's digest (all zeros) matches nothing.
 func (t *Tree) buildRunc(src string) error {
 	bin := t.File(RuncPath)
-	if err := copyFile(src, bin); err != nil {
+	if err := CopyFile(src, bin); err != nil {
 		return err
 	}
-	sum, err := fileHash(bin, sha256.New)
+	sum, err := FileHash(bin, sha256.New)
 	if err != nil {
 		return err
 	}

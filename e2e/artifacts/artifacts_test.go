@@ -78,7 +78,7 @@ func keyring(t *testing.T, armored string) openpgp.EntityList {
 
 func hashOf(t *testing.T, file string, h func() hash.Hash) string {
 	t.Helper()
-	sum, err := fileHash(file, h)
+	sum, err := FileHash(file, h)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -484,6 +484,13 @@ func TestServerStatsDirAndWrap(t *testing.T) {
 	if wrapped != 2 {
 		t.Errorf("Wrap saw %d requests, want 2", wrapped)
 	}
+	if s.ResetPeak(); s.Stats().Peak != 0 {
+		t.Errorf("peak %d after ResetPeak with nothing in flight, want 0", s.Stats().Peak)
+	}
+	get(t, s.URL+"/f")
+	if p := s.Stats().Peak; p != 1 {
+		t.Errorf("peak %d after one more request, want 1", p)
+	}
 	if err := s.Close(); err != nil {
 		t.Errorf("Close: %v", err)
 	}
@@ -517,6 +524,116 @@ func TestServerRate(t *testing.T) {
 	get(t, s.URL+"/blob")
 	if d := time.Since(start); d > 200*time.Millisecond {
 		t.Errorf("uncapped download took %v", d)
+	}
+}
+
+// TestServerPerRequestRate: with PerRequest each response body is paced
+// with a budget of its own, a burst included, also on a connection that
+// has just carried another (a per-connection cap would make the second
+// download three times as long); bodies reach the client as they are
+// paced; the counters still count; SetRate(0) lifts the cap.
+func TestServerPerRequestRate(t *testing.T) {
+	dir := t.TempDir()
+	// (size-burst)/rate = 0.5 s per request; size/rate = 1.5 s.
+	const size, rate = 96 << 10, 64 << 10
+	if err := WriteRandom(filepath.Join(dir, "blob"), size, 9); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Serve(dir, ServerOptions{Rate: rate, PerRequest: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	want := time.Duration(float64(size-bucketBurst) / rate * float64(time.Second))
+	for i := range 2 { // the second request reuses the connection
+		start := time.Now()
+		resp, err := http.Get(s.URL + "/blob")
+		if err != nil {
+			t.Fatal(err)
+		}
+		first := make([]byte, 1)
+		if _, err := io.ReadFull(resp.Body, first); err != nil {
+			t.Fatal(err)
+		}
+		firstByte := time.Since(start)
+		rest, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || 1+len(rest) != size {
+			t.Fatalf("request %d: %d bytes, %v", i, 1+len(rest), err)
+		}
+		if d := time.Since(start); d < want*9/10 || d > 2*want {
+			t.Errorf("request %d: capped download took %v, want about %v", i, d, want)
+		}
+		if firstByte > want/4 {
+			t.Errorf("request %d: first byte after %v of a %v download: the body is not flushed as it is paced", i, firstByte, want)
+		}
+	}
+	// The last bytes can reach the client before the server counts them.
+	for deadline := time.Now().Add(2 * time.Second); s.Stats().Bytes < 2*size && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if st := s.Stats(); st.Requests != 2 || st.Bytes < 2*size {
+		t.Errorf("stats %+v, want 2 requests and at least %d bytes", st, 2*size)
+	}
+	s.SetRate(0)
+	start := time.Now()
+	if _, body := get(t, s.URL+"/blob"); len(body) != size {
+		t.Fatalf("%d bytes", len(body))
+	}
+	if d := time.Since(start); d > 200*time.Millisecond {
+		t.Errorf("uncapped download took %v", d)
+	}
+}
+
+// TestRandomSourcesSized: each file gets its own size, under the names
+// the size function is documented to see.
+func TestRandomSourcesSized(t *testing.T) {
+	sizes := map[string]int64{"containerd": 3000, "ctr": 2000, "runc": 1500, "runsc": 4000, "cni-bridge": 700}
+	var asked []string
+	src, err := RandomSourcesSized(t.TempDir(), 5, func(name string) int64 {
+		asked = append(asked, name)
+		if n, ok := sizes[name]; ok {
+			return n
+		}
+		return 100
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := len(ContainerdBinaries) + len(CNIPlugins) + 2; len(asked) != want {
+		t.Errorf("asked for %d sizes, want %d: %v", len(asked), want, asked)
+	}
+	for file, want := range map[string]int64{
+		src.ContainerdMembers["bin/containerd"]:      3000,
+		src.ContainerdMembers["bin/ctr"]:             2000,
+		src.ContainerdMembers["bin/containerd-shim"]: 100,
+		src.Runc:                     1500,
+		src.Runsc:                    4000,
+		src.CNIMembers["./bridge"]:   700,
+		src.CNIMembers["./loopback"]: 100,
+	} {
+		if st, err := os.Stat(file); err != nil || st.Size() != want {
+			t.Errorf("%s: %v, want %d bytes", file, err, want)
+		}
+	}
+}
+
+func TestLoopbackEnv(t *testing.T) {
+	t.Setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
+	t.Setenv("http_proxy", "http://proxy.invalid:3128")
+	t.Setenv("ALL_PROXY", "socks5://proxy.invalid:1080")
+	t.Setenv("NO_PROXY", "example.com")
+	t.Setenv("NODEPROV_ARTIFACTS_TEST", "kept")
+	env := strings.Join(LoopbackEnv(), "\n") + "\n"
+	for _, gone := range []string{"proxy.invalid", "example.com"} {
+		if strings.Contains(env, gone) {
+			t.Errorf("the environment still has %s:\n%s", gone, env)
+		}
+	}
+	for _, kept := range []string{"NODEPROV_ARTIFACTS_TEST=kept\n", "NO_PROXY=127.0.0.1,localhost\n", "no_proxy=127.0.0.1,localhost\n"} {
+		if !strings.Contains(env, kept) {
+			t.Errorf("the environment lacks %q", kept)
+		}
 	}
 }
 

@@ -71,14 +71,16 @@ func addMember(tw *tar.Writer, name, src string) error {
 // writeSumFile writes "<hex>  <name>\n" to file+suffix, sha256sum and
 // sha512sum style.
 func writeSumFile(file, suffix string, h func() hash.Hash) error {
-	sum, err := fileHash(file, h)
+	sum, err := FileHash(file, h)
 	if err != nil {
 		return err
 	}
 	return os.WriteFile(file+suffix, []byte(sum+"  "+filepath.Base(file)+"\n"), 0o644)
 }
 
-func fileHash(file string, h func() hash.Hash) (string, error) {
+// FileHash returns the hex digest of file's contents with h (sha256.New,
+// sha512.New, …): what a checksum file or a spec's pin holds.
+func FileHash(file string, h func() hash.Hash) (string, error) {
 	f, err := os.Open(file)
 	if err != nil {
 		return "", err
@@ -91,9 +93,9 @@ func fileHash(file string, h func() hash.Hash) (string, error) {
 	return hex.EncodeToString(hh.Sum(nil)), nil
 }
 
-// copyFile copies src (following a symbolic link: /usr/bin/runc is one)
-// to dst with mode 0755.
-func copyFile(src, dst string) error {
+// CopyFile copies src (following a symbolic link: /usr/bin/runc is one)
+// to dst with mode 0755, creating dst's directory.
+func CopyFile(src, dst string) error {
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		return err
 	}

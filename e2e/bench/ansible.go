@@ -9,6 +9,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/nodeprov/nodeprov/e2e/artifacts"
 )
 
 // The Ansible column: a generated playbook that does what the recipe does
@@ -135,13 +137,13 @@ func ansiblePlaybook(t *tree) string {
 `, name, file, dest)
 	}
 
-	get("containerd", containerdRel(), "sha256", containerdRel()+".sha256sum")
-	unarchive("containerd", path.Base(containerdRel()), "/usr/local")
-	get("runc", runcDirRel()+"/runc.amd64", "sha256", runcDirRel()+"/runc.sha256sum")
+	get("containerd", artifacts.ContainerdPath, "sha256", artifacts.ContainerdPath+".sha256sum")
+	unarchive("containerd", path.Base(artifacts.ContainerdPath), "/usr/local")
+	get("runc", artifacts.RuncDir+"/runc.amd64", "sha256", artifacts.RuncDir+"/runc.sha256sum")
 	install("runc", "runc.amd64", "/usr/local/sbin/runc", "0755")
-	get("CNI plugins", cniRel(), "sha256", cniRel()+".sha256")
-	unarchive("CNI plugins", path.Base(cniRel()), "/opt/cni/bin")
-	get("runsc", runscRel(), "sha512", runscRel()+".sha512")
+	get("CNI plugins", artifacts.CNIPath, "sha256", artifacts.CNIPath+".sha256")
+	unarchive("CNI plugins", path.Base(artifacts.CNIPath), "/opt/cni/bin")
+	get("runsc", artifacts.RunscPath, "sha512", artifacts.RunscPath+".sha512")
 	install("runsc", "runsc", "/usr/local/bin/runsc", "0755")
 	if len(t.payloads) > 0 {
 		w(`

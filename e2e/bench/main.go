@@ -27,6 +27,8 @@ import (
 	"syscall"
 	"text/tabwriter"
 	"time"
+
+	"github.com/nodeprov/nodeprov/e2e/artifacts"
 )
 
 const mib = 1 << 20
@@ -109,31 +111,32 @@ func run(ctx context.Context, o options) error {
 		return fmt.Errorf("build artifacts: %w", err)
 	}
 	fmt.Printf("built the release-shaped tree in %s (from Debian's containerd %s, runc %s, CNI %s, runsc %s; payloads are random bytes)\n\n",
-		time.Since(start).Round(100*time.Millisecond), containerdVersion, runcVersion, cniVersion, gvisorVersion)
+		time.Since(start).Round(100*time.Millisecond), artifacts.ContainerdVersion, artifacts.RuncVersion, artifacts.CNIVersion, artifacts.GVisorVersion)
 	printSizes(t)
 
-	c := &counters{}
-	capped, err := serve(t.dir, o.rate*mib, c)
+	// Every TCP connection of capped is limited to the rate, the way a
+	// CDN caps each connection.
+	capped, err := artifacts.Serve(t.Dir, artifacts.ServerOptions{Rate: o.rate * mib})
 	if err != nil {
 		return err
 	}
-	defer capped.close()
-	var free *server
+	defer capped.Close()
+	var free *artifacts.Server
 	if o.uncapped {
-		if free, err = serve(t.dir, 0, c); err != nil {
+		if free, err = artifacts.Serve(t.Dir, artifacts.ServerOptions{}); err != nil {
 			return err
 		}
-		defer free.close()
+		defer free.Close()
 	}
 
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	b := &bench{ctx: ctx, o: o, tmp: tmp, c: c, tree: t}
+	b := &bench{ctx: ctx, o: o, tmp: tmp, tree: t}
 	if err := b.setup(capped, free); err != nil {
 		return err
 	}
-	fmt.Printf("\nserver %s: every TCP connection capped at %.0f MiB/s (token bucket per connection)\n", capped.url, o.rate)
+	fmt.Printf("\nserver %s: every TCP connection capped at %.0f MiB/s (token bucket per connection)\n", capped.URL, o.rate)
 	fmt.Printf("nodeprov: %s\nrecipe:   %s (sequential, %s)\n", strings.Join(b.applyArgs("ROOT", "SPEC"), " "), b.recipe, o.tool)
 	if o.ansible {
 		fmt.Printf("ansible:  ansible-playbook %s -e root=ROOT -e work=WORK -e base=URL (%s, local connection, no facts, pipelining)\n", b.playbook, b.ansibleVer)
@@ -170,19 +173,18 @@ const (
 )
 
 type sample struct {
-	wall     time.Duration
-	cpu      time.Duration // user + system of the process tree
-	maxRSS   int64         // bytes; the largest single process of the tree
-	net      snapshot      // what the server saw
-	peakConc int64         // most requests in flight at once
-	stages   map[string]float64
+	wall   time.Duration
+	cpu    time.Duration   // user + system of the process tree
+	maxRSS int64           // bytes; the largest single process of the tree
+	net    artifacts.Stats // what the servers saw (Peak: most requests in flight at once)
+	stages map[string]float64
 }
 
 type bench struct {
 	ctx        context.Context
 	o          options
 	tmp        string
-	c          *counters
+	servers    []*artifacts.Server
 	tree       *tree
 	recipe     string
 	playbook   string // the Ansible playbook, when o.ansible
@@ -194,17 +196,19 @@ type bench struct {
 	samples    map[string][]sample
 }
 
-func (b *bench) setup(capped, free *server) error {
+func (b *bench) setup(capped, free *artifacts.Server) error {
 	b.samples = map[string][]sample{}
-	b.cappedURL = capped.url
+	b.servers = []*artifacts.Server{capped}
+	b.cappedURL = capped.URL
 	b.spec = filepath.Join(b.tmp, "spec-capped", "node.yaml")
-	if err := writeFile(b.spec, nodeSpec(b.tree, capped.url)); err != nil {
+	if err := writeFile(b.spec, nodeSpec(b.tree, capped.URL)); err != nil {
 		return err
 	}
 	if free != nil {
-		b.freeURL = free.url
+		b.servers = append(b.servers, free)
+		b.freeURL = free.URL
 		b.specFree = filepath.Join(b.tmp, "spec-free", "node.yaml")
-		if err := writeFile(b.specFree, nodeSpec(b.tree, free.url)); err != nil {
+		if err := writeFile(b.specFree, nodeSpec(b.tree, free.URL)); err != nil {
 			return err
 		}
 	}
@@ -353,8 +357,8 @@ func (b *bench) nodeprov(name, root, spec string, cold bool) error {
 		return fmt.Errorf("%s: cold apply changed nothing:\n%s", name, stdout)
 	case !cold && rep.Changed != 0:
 		return fmt.Errorf("%s: re-apply changed %d actions:\n%s", name, rep.Changed, stdout)
-	case !cold && s.net.requests != 0:
-		return fmt.Errorf("%s: re-apply made %d HTTP requests", name, s.net.requests)
+	case !cold && s.net.Requests != 0:
+		return fmt.Errorf("%s: re-apply made %d HTTP requests", name, s.net.Requests)
 	}
 	s.stages = map[string]float64{}
 	for _, st := range rep.Stages {
@@ -428,15 +432,16 @@ func (b *bench) measure(cmd *exec.Cmd) (sample, []byte, []byte, error) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	syscall.Sync()
-	b.c.peak.Store(0)
-	before := b.c.snap()
+	for _, srv := range b.servers {
+		srv.ResetPeak()
+	}
+	before := b.stats()
 	start := time.Now()
 	err := cmd.Run()
 	wall := time.Since(start)
 	var s sample
 	s.wall = wall
-	s.net = b.c.snap().sub(before)
-	s.peakConc = b.c.peak.Load()
+	s.net = b.stats().Sub(before)
 	if rusageFile != "" {
 		// GNU time writes "Command exited with non-zero status N" first
 		// when the command fails; the numbers are on the last line.
@@ -459,26 +464,27 @@ func (b *bench) measure(cmd *exec.Cmd) (sample, []byte, []byte, error) {
 	return s, stdout.Bytes(), stderr.Bytes(), err
 }
 
+// stats adds up what the servers saw; Peak is the largest server's (one
+// scenario uses one server).
+func (b *bench) stats() artifacts.Stats {
+	var t artifacts.Stats
+	for _, srv := range b.servers {
+		s := srv.Stats()
+		t.Requests, t.Conns, t.Bytes = t.Requests+s.Requests, t.Conns+s.Conns, t.Bytes+s.Bytes
+		t.Active, t.Peak = t.Active+s.Active, max(t.Peak, s.Peak)
+	}
+	return t
+}
+
 // loopbackEnv is the environment without proxies: everything stays on
 // loopback.
-func loopbackEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		switch strings.ToLower(k) {
-		case "http_proxy", "https_proxy", "all_proxy", "no_proxy":
-			continue
-		}
-		env = append(env, kv)
-	}
-	return append(env, "NO_PROXY=127.0.0.1,localhost", "no_proxy=127.0.0.1,localhost")
-}
+var loopbackEnv = artifacts.LoopbackEnv
 
 // sameInstall checks that both roots hold the same installed binaries and
 // payloads, byte for byte in size and mode.
 func sameInstall(a, b string, t *tree) error {
 	rels := []string{"usr/local/sbin/runc", "usr/local/bin/runsc", "opt/cni/bin/bridge"}
-	for _, n := range containerdBinaries {
+	for _, n := range artifacts.ContainerdBinaries {
 		rels = append(rels, "usr/local/bin/"+n)
 	}
 	for _, p := range t.payloads {
@@ -503,14 +509,14 @@ func sameInstall(a, b string, t *tree) error {
 func printSizes(t *tree) {
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(w, "artifact\tsize\t checksum / signature files\t")
-	for _, a := range t.artifacts {
+	for _, a := range t.Artifacts {
 		var side []string
-		for _, s := range a.sidecars {
+		for _, s := range a.Sidecars {
 			side = append(side, filepath.Base(s))
 		}
-		fmt.Fprintf(w, "%s\t%s\t %s\t\n", a.name, fmtMiB(a.size), strings.Join(side, ", "))
+		fmt.Fprintf(w, "%s\t%s\t %s\t\n", label(a), fmtMiB(a.Size), strings.Join(side, ", "))
 	}
-	fmt.Fprintf(w, "total (%d artifacts)\t%s\t\t\n", len(t.artifacts), fmtMiB(t.total()))
+	fmt.Fprintf(w, "total (%d artifacts)\t%s\t\t\n", len(t.Artifacts), fmtMiB(t.Total()))
 	w.Flush()
 }
 
@@ -573,11 +579,11 @@ func fmtDur(d time.Duration) string {
 func (b *bench) report() {
 	o := b.o
 	rate := o.rate * mib
-	total, largest := b.tree.total(), b.tree.largest()
+	total, largest := b.tree.Total(), b.tree.Largest()
 	recipe := b.stat(sRecipe, wallOf)
 
 	fmt.Printf("results: %d runs each, per-connection cap %.0f MiB/s, %s in %d artifacts (largest %s, %s)\n\n",
-		o.runs, o.rate, fmtMiB(total), len(b.tree.artifacts), largest.name, fmtMiB(largest.size))
+		o.runs, o.rate, fmtMiB(total), len(b.tree.Artifacts), label(largest), fmtMiB(largest.Size))
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(w, "scenario\tmedian\tmin\tmax\tpeak RSS\tCPU (median)\treqs\tconns\tMiB served\tmax in flight\tvs recipe\t")
 	names := []string{sCold, sWarm, sRecipe, sRecipeWarm}
@@ -609,7 +615,7 @@ func (b *bench) report() {
 		}
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%.1f MiB\t%s\t%d\t%d\t%.1f\t%d\t%s\t\n", n,
 			fmtDur(st.med), fmtDur(st.min), fmtDur(st.max), float64(b.peakRSS(n))/mib, cpuText,
-			last.net.requests, last.net.conns, float64(last.net.bytes)/mib, last.peakConc, vs)
+			last.net.Requests, last.net.Conns, float64(last.net.Bytes)/mib, last.net.Peak, vs)
 	}
 	w.Flush()
 
@@ -619,10 +625,10 @@ func (b *bench) report() {
 	}
 	secs := func(bytes int64) time.Duration { return time.Duration(float64(bytes) / rate * float64(time.Second)) }
 	var sizes []int64
-	for _, a := range b.tree.artifacts {
-		sizes = append(sizes, a.size)
+	for _, a := range b.tree.Artifacts {
+		sizes = append(sizes, a.Size)
 	}
-	floorLargest, floorPar, floorSeq := secs(largest.size), secs(total/int64(par)), secs(total)
+	floorLargest, floorPar, floorSeq := secs(largest.Size), secs(total/int64(par)), secs(total)
 	floorPack, floorOrder := secs(bestMakespan(sizes, par)), secs(inOrderMakespan(sizes, par))
 	cold := b.stat(sCold, wallOf)
 	fetch := b.stageStat(sCold, "fetch")

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"path"
 	"strings"
+
+	"github.com/nodeprov/nodeprov/e2e/artifacts"
 )
 
 // recipeScript is the sequential shell recipe of the upstream install
@@ -64,7 +66,7 @@ get %[7]s.sha512
 sha512sum -c --quiet runsc.sha512
 chmod a+rx runsc
 install -m 0755 runsc "$ROOT/usr/local/bin/runsc"
-`, get, containerdRel(), path.Base(containerdRel()), runcDirRel(), cniRel(), path.Base(cniRel()), runscRel())
+`, get, artifacts.ContainerdPath, path.Base(artifacts.ContainerdPath), artifacts.RuncDir, artifacts.CNIPath, path.Base(artifacts.CNIPath), artifacts.RunscPath)
 	if len(t.payloads) > 0 {
 		b.WriteString("\n# padding payloads: plain downloads with a .sha256 file\nmkdir -p \"$ROOT/opt/nodeprov-bench\"\n")
 	}

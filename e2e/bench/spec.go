@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"path"
 	"strings"
+
+	"github.com/nodeprov/nodeprov/e2e/artifacts"
 )
 
 // nodeSpec is the node spec the benchmark applies: the components the tree
@@ -19,12 +21,7 @@ func nodeSpec(t *tree, serverURL string) string {
 	fmt.Fprintf(&b, `apiVersion: nodeprov/v1alpha1
 kind: Node
 metadata: {name: bench}
-mirrors:
-  - prefix: https://github.com/
-    to: %[1]s/github/
-  - prefix: https://storage.googleapis.com/
-    to: %[1]s/gcs/
-keyrings:
+%[1]skeyrings:
   runc:
     armored: |
 %[2]s
@@ -38,13 +35,14 @@ components:
 kernel:
   modules: [%[8]s]
   sysctl:
-%[9]s`, serverURL, indent(t.keyring, "      "), containerdVersion, strings.Join(containerdBinaries, ", "), runcVersion, cniVersion, gvisorVersion,
+%[9]s`, artifacts.MirrorsYAML(serverURL), indent(t.Keyring, "      "), artifacts.ContainerdVersion, strings.Join(artifacts.ContainerdBinaries, ", "),
+		artifacts.RuncVersion, artifacts.CNIVersion, artifacts.GVisorVersion,
 		strings.Join(kernelModules, ", "), sysctlYAML())
 	if len(t.payloads) > 0 {
 		b.WriteString("downloads:\n")
 	}
 	for _, p := range t.payloads {
-		u := "https://github.com/" + strings.TrimPrefix(p, "github/")
+		u := artifacts.UpstreamURL(p)
 		fmt.Fprintf(&b, "  - url: %s\n    checksum: {url: %s.sha256}\n    path: /opt/nodeprov-bench/%s\n    mode: \"0644\"\n", u, u, path.Base(p))
 	}
 	return b.String()
