@@ -53,11 +53,15 @@ func cachedBuild(t *testing.T, name string, usable func(dir string) error, build
 		t.Logf("%s: built by another process into %s", name, dir)
 		return dir
 	}
+	// With the lock held, leftovers are from builds that died (a
+	// debootstrap may have left mounts: removeTree unmounts first).
 	stale, _ := filepath.Glob(filepath.Join(cache, name+".tmp-*"))
 	for _, s := range stale {
-		os.RemoveAll(s)
+		if err := removeTree(s); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if err := os.RemoveAll(dir); err != nil {
+	if err := removeTree(dir); err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()
@@ -65,7 +69,7 @@ func cachedBuild(t *testing.T, name string, usable func(dir string) error, build
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer os.RemoveAll(tmp)
+	defer removeTree(tmp)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
 	var log bytes.Buffer

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -40,8 +41,7 @@ var nodePackages = []string{"systemd", "systemd-sysv", "dbus", "cloud-init", "ip
 const nodeRootRecipe = "2"
 
 // nodeRootTarball returns the cached tarball of the Debian node root,
-// building it first if needed. A lock makes parallel test processes build
-// it once; the tarball is renamed into place only when complete.
+// building it first if needed (see cachedBuild).
 func nodeRootTarball(t *testing.T) string {
 	t.Helper()
 	requireRoot(t)
@@ -52,84 +52,47 @@ func nodeRootTarball(t *testing.T) string {
 	}
 	sum := sha256.Sum256([]byte(debianSuite + "\n" + strings.Join(nodePackages, ",") + "\n" + nodeRootRecipe))
 	name := fmt.Sprintf("debian-%s-node-%s", debianSuite, hex.EncodeToString(sum[:6]))
-	cache := e2eCacheDir()
-	tarball := filepath.Join(cache, name+".tar")
-	if _, err := os.Stat(tarball); err == nil {
-		return tarball
-	}
-	if err := os.MkdirAll(cache, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	lock, err := os.OpenFile(filepath.Join(cache, name+".lock"), os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lock.Close()
-	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err == unix.EWOULDBLOCK {
-		t.Logf("node root: waiting for another process building %s", tarball)
-		err = unix.Flock(int(lock.Fd()), unix.LOCK_EX)
-	}
-	if err != nil {
-		t.Fatalf("lock %s: %v", lock.Name(), err)
-	}
-	defer unix.Flock(int(lock.Fd()), unix.LOCK_UN)
-	if _, err := os.Stat(tarball); err == nil {
-		t.Logf("node root: built by another process: %s", tarball)
-		return tarball
-	}
-	// With the lock held, leftovers are from builds that died.
-	stale, _ := filepath.Glob(filepath.Join(cache, name+".tmp-*"))
-	for _, s := range stale {
-		if err := removeTree(s); err != nil {
-			t.Fatal(err)
+	dir := cachedBuild(t, name, func(dir string) error {
+		_, err := os.Stat(filepath.Join(dir, "root.tar"))
+		return err
+	}, buildNodeRootTarball)
+	// Roots of older recipes or package lists are not used again.
+	old, _ := filepath.Glob(filepath.Join(e2eCacheDir(), "debian-"+debianSuite+"-node-*"))
+	for _, o := range old {
+		if !strings.HasPrefix(filepath.Base(o), name) && !strings.Contains(o, ".tmp-") {
+			removeTree(o)
 		}
 	}
-	tmp, err := os.MkdirTemp(cache, name+".tmp-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := removeTree(tmp); err != nil {
-			t.Error(err)
-		}
-	}()
+	return filepath.Join(dir, "root.tar")
+}
+
+// buildNodeRootTarball debootstraps the node root and tars it into
+// out/root.tar.
+func buildNodeRootTarball(ctx context.Context, out string, log io.Writer) error {
 	mirror, err := debianMirror()
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	start := time.Now()
-	root := filepath.Join(tmp, "root")
-	if log, err := buildNodeRoot(root, mirror); err != nil {
-		t.Fatalf("debootstrap of the node root from %s: %v\n%s", mirror, err, tail(string(log), 40))
+	root := filepath.Join(out, "root")
+	defer removeTree(root)
+	b, err := buildNodeRoot(ctx, root, mirror)
+	log.Write(b)
+	if err != nil {
+		return fmt.Errorf("debootstrap of the node root from %s: %w", mirror, err)
 	}
-	built := time.Since(start)
-	size := dirSize(root)
-	part := filepath.Join(tmp, "root.tar")
-	if out, err := exec.Command("tar", "-C", root, "--one-file-system", "--numeric-owner", "--xattrs", "--xattrs-include=*",
-		"-cf", part, ".").CombinedOutput(); err != nil {
-		t.Fatalf("tar the node root: %v\n%s", err, out)
+	fmt.Fprintf(log, "debootstrap %s %s from %s in %s; %d MiB\n",
+		debianSuite, strings.Join(nodePackages, ","), mirror, time.Since(start).Round(time.Second), dirSize(root)>>20)
+	if b, err := exec.CommandContext(ctx, "tar", "-C", root, "--one-file-system", "--numeric-owner", "--xattrs", "--xattrs-include=*",
+		"-cf", filepath.Join(out, "root.tar"), ".").CombinedOutput(); err != nil {
+		return fmt.Errorf("tar the node root: %w\n%s", err, b)
 	}
-	if err := os.Rename(part, tarball); err != nil {
-		t.Fatal(err)
-	}
-	// Tarballs of older recipes or package lists are not used again.
-	old, _ := filepath.Glob(filepath.Join(cache, "debian-"+debianSuite+"-node-*.tar"))
-	for _, o := range old {
-		if o != tarball {
-			os.Remove(o)
-			os.Remove(strings.TrimSuffix(o, ".tar") + ".lock")
-		}
-	}
-	t.Logf("node root: debootstrap %s %s from %s in %s; %d MiB; cached as %s",
-		debianSuite, strings.Join(nodePackages, ","), mirror, built.Round(time.Second), size>>20, tarball)
-	return tarball
+	return nil
 }
 
 // buildNodeRoot debootstraps the root and trims what a booted test node
 // does not need. It returns debootstrap's output.
-func buildNodeRoot(root, mirror string) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
-	defer cancel()
+func buildNodeRoot(ctx context.Context, root, mirror string) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, "debootstrap", "--variant=minbase",
 		"--include="+strings.Join(nodePackages, ","), debianSuite, root, mirror)
 	out, err := cmd.CombinedOutput()
