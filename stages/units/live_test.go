@@ -2,9 +2,12 @@ package units
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nodeprov/nodeprov/spec"
 )
@@ -352,5 +355,59 @@ func TestLivePlanChangesNothing(t *testing.T) {
 	}
 	if got := f.mutating(); len(got) > 0 {
 		t.Errorf("plan asked systemd: %q", got)
+	}
+}
+
+// TestLiveRestartsWhatAKilledRunLeft: a run that installed a program and
+// was killed before its restart leaves the unit running old code; the next
+// run finds nothing to change, and restarts the unit because its program
+// was written after the unit started. A program older than the start, or
+// with a time in the future, restarts nothing.
+func TestLiveRestartsWhatAKilledRunLeft(t *testing.T) {
+	now := time.Now()
+	tests := []struct {
+		name        string
+		started     time.Time
+		binaryMtime time.Time
+		wantRestart bool
+	}{
+		{"program written after the start", now.Add(-time.Hour), now.Add(-time.Minute), true},
+		{"program older than the start", now.Add(-time.Minute), now.Add(-time.Hour), false},
+		{"program time in the future", now.Add(-time.Hour), now.Add(time.Hour), false},
+		{"start time unknown", time.Time{}, now.Add(-time.Minute), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			root, dir := newRoot(t)
+			enabledA.with(map[string]string{"/usr/local/bin/a": "program"}).make(t, dir)
+			for _, p := range []string{"etc/systemd/system/a.service", "usr/local/bin/a"} {
+				mtime := tt.started.Add(-2 * time.Hour)
+				if p == "usr/local/bin/a" {
+					mtime = tt.binaryMtime
+				}
+				if tt.started.IsZero() && p != "usr/local/bin/a" {
+					mtime = now.Add(-2 * time.Hour)
+				}
+				if err := os.Chtimes(filepath.Join(dir, p), mtime, mtime); err != nil {
+					t.Fatal(err)
+				}
+			}
+			f := newFake(root)
+			f.set("a.service", "active")
+			st := f.state["a.service"]
+			st.ActiveEnter = tt.started
+			f.state["a.service"] = st
+			actions, err := f.stage().Plan(context.Background(), newEnv(root, &spec.Node{Units: []spec.Unit{{Name: "a.service", Contents: unitA, Enabled: boolp(true), State: "started"}}}, true, "apply"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := changing(actions)
+			restart := slices.ContainsFunc(got, func(s string) bool {
+				return strings.HasPrefix(s, "restart a.service") && strings.Contains(s, "/usr/local/bin/a was written after the unit started")
+			})
+			if restart != tt.wantRestart || (!tt.wantRestart && len(got) > 0) {
+				t.Errorf("plan = %q, want restart %v", got, tt.wantRestart)
+			}
+		})
 	}
 }

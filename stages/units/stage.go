@@ -702,7 +702,47 @@ func (p *planner) restartReasons(u *unitPlan) []string {
 	if p.live && u.status.NeedDaemonReload {
 		why = append(why, "unit files changed on disk since systemd loaded them")
 	}
+	if p.live && len(why) == 0 {
+		why = append(why, p.newerThanStart(u, bins)...)
+	}
 	return why
+}
+
+// newerThanStart finds the unit's inputs (unit file, drop-ins, programs,
+// containerd's config.toml, restartOn files) written after the unit last
+// started: a run that wrote them and was killed before its restart left
+// the unit running old code or configuration, and the next run, which
+// finds nothing to change, must still restart it. A time in the future
+// (an image built on a machine whose clock was ahead) is not trusted.
+func (p *planner) newerThanStart(u *unitPlan, bins []string) []string {
+	started := u.status.ActiveEnter
+	if started.IsZero() || !u.status.running() {
+		return nil
+	}
+	inputs := slices.Clone(bins)
+	if u.file != "" {
+		inputs = append(inputs, u.file)
+	}
+	for _, d := range u.u.Dropins {
+		inputs = append(inputs, path.Join(SystemDir, u.name()+".d", d.Name))
+	}
+	if u.name() == ContainerdUnitName {
+		inputs = append(inputs, path.Join(ContainerdConfigDir, "config.toml"))
+	}
+	inputs = append(inputs, u.u.RestartOn...)
+	now := time.Now()
+	var out []string
+	for _, in := range inputs {
+		st, err := p.root.Lstat(in)
+		if err != nil || !st.Exists || st.Type != 0 {
+			continue
+		}
+		if m := time.Unix(0, st.MtimeNs); m.After(started) && !m.After(now) {
+			out = append(out, fmt.Sprintf("%s was written after the unit started (%s > %s)", in,
+				m.UTC().Format(time.RFC3339), started.UTC().Format(time.RFC3339)))
+		}
+	}
+	return out
 }
 
 // runState plans start, stop or restart. Live: a stopped unit is stopped;

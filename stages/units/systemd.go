@@ -34,6 +34,9 @@ type UnitStatus struct {
 	// NeedDaemonReload is set when the unit's files changed on disk since
 	// systemd loaded them.
 	NeedDaemonReload bool
+	// ActiveEnter is when the unit last entered the active state; zero
+	// when unknown or never.
+	ActiveEnter time.Time
 }
 
 // running reports a unit that runs or is getting there: one a changed
@@ -109,6 +112,9 @@ func (d *dbusSystemd) Status(ctx context.Context, name string) (UnitStatus, erro
 	s.ActiveState, _ = props["ActiveState"].(string)
 	s.SubState, _ = props["SubState"].(string)
 	s.NeedDaemonReload, _ = props["NeedDaemonReload"].(bool)
+	if us, ok := props["ActiveEnterTimestamp"].(uint64); ok && us > 0 {
+		s.ActiveEnter = time.UnixMicro(int64(us))
+	}
 	return s, nil
 }
 
