@@ -17,6 +17,10 @@ var nodeprov string
 
 func TestMain(m *testing.M) {
 	code, err := setup(m)
+	// The release artifacts are built once per test process and shared.
+	if artifactsDir != nil {
+		os.RemoveAll(artifactsDir.dir)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e setup:", err)
 		os.Exit(1)
