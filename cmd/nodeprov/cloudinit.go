@@ -46,13 +46,9 @@ func runCloudInit(ctx context.Context, args []string, s ioSet) int {
 	gz := &choiceFlag{v: string(userdata.CompressAuto), values: userdata.Compressions()}
 	fs.Var(gz, "gzip", "`when` to gzip+base64 the spec and lock in write_files: auto (only when the plain output is over --max-size), always, never")
 	maxSize := fs.Int("max-size", userdata.DefaultMaxSize, "largest user data accepted, in bytes (providers cap it; EC2 at 16384); 0 for no limit")
-	pos, err := parseArgs(fs, args)
-	if err != nil {
-		return parseExit(err)
-	}
-	if len(pos) != 1 {
-		fs.Usage()
-		return exitInvalid
+	pos, code, ok := positional(fs, args, 1)
+	if !ok {
+		return code
 	}
 	if *maxSize < 0 {
 		fmt.Fprintln(s.err, "cloud-init: --max-size must not be negative")

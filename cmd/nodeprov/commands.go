@@ -72,6 +72,21 @@ func addOutput(fs *flag.FlagSet) *outputFlag {
 }
 
 // helpRequested reports a --help parse result, which is not an error.
+// positional parses args and expects exactly n positional arguments. When
+// it returns false, the command exits with code (usage was printed for a
+// wrong count; --help exits 0).
+func positional(fs *flag.FlagSet, args []string, n int) (pos []string, code int, ok bool) {
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return nil, parseExit(err), false
+	}
+	if len(pos) != n {
+		fs.Usage()
+		return nil, exitInvalid, false
+	}
+	return pos, exitOK, true
+}
+
 func parseExit(err error) int {
 	if errors.Is(err, flag.ErrHelp) {
 		return exitOK
@@ -123,13 +138,9 @@ func runValidate(ctx context.Context, args []string, s ioSet) int {
 	fs := newFlags("validate", "validate [flags] spec.yaml|-",
 		"  nodeprov validate examples/k8s-worker.yaml\n  cat node.yaml | nodeprov validate -o json -", s)
 	out := addOutput(fs)
-	pos, err := parseArgs(fs, args)
-	if err != nil {
-		return parseExit(err)
-	}
-	if len(pos) != 1 {
-		fs.Usage()
-		return exitInvalid
+	pos, code, ok := positional(fs, args, 1)
+	if !ok {
+		return code
 	}
 	doc, ok := loadSpec(pos[0], s, out.v, "validate")
 	if !ok {
@@ -165,13 +176,9 @@ func runMode(mode string) func(context.Context, []string, ioSet) int {
 		if mode == "plan" {
 			expanded = fs.Bool("expanded", false, "print the spec with defaults applied instead of planning")
 		}
-		pos, err := parseArgs(fs, args)
-		if err != nil {
-			return parseExit(err)
-		}
-		if len(pos) != 1 {
-			fs.Usage()
-			return exitInvalid
+		pos, code, ok := positional(fs, args, 1)
+		if !ok {
+			return code
 		}
 		liveOpt, err := parseLive(*live)
 		if err != nil {
@@ -295,13 +302,9 @@ func runSeal(ctx context.Context, args []string, s ioSet) int {
 	root := fs.String("root", "/", "image root to seal")
 	empty := fs.Bool("empty", false, "leave /etc/machine-id empty instead of \"uninitialized\" (a new id at boot, but not a first boot)")
 	cleanCache := fs.Bool("clean-cache", false, "also remove the download cache /var/cache/nodeprov")
-	pos, err := parseArgs(fs, args)
-	if err != nil {
-		return parseExit(err)
-	}
-	if len(pos) != 0 {
-		fs.Usage()
-		return exitInvalid
+	_, code, ok := positional(fs, args, 0)
+	if !ok {
+		return code
 	}
 	r, err := host.OpenRoot(*root)
 	if err != nil {
@@ -363,13 +366,9 @@ func runSysinfo(ctx context.Context, args []string, s ioSet) int {
 
 func runSchema(ctx context.Context, args []string, s ioSet) int {
 	fs := newFlags("schema", "schema", "  nodeprov schema > nodeprov.schema.json", s)
-	pos, err := parseArgs(fs, args)
-	if err != nil {
-		return parseExit(err)
-	}
-	if len(pos) != 0 {
-		fs.Usage()
-		return exitInvalid
+	_, code, ok := positional(fs, args, 0)
+	if !ok {
+		return code
 	}
 	s.out.Write(schema.JSON())
 	return exitOK

@@ -20,13 +20,9 @@ func runCompletion(ctx context.Context, args []string, s ioSet) int {
 		"  source <(nodeprov completion bash)              # bash, this shell\n"+
 			"  nodeprov completion bash > /etc/bash_completion.d/nodeprov\n"+
 			"  nodeprov completion zsh > \"${fpath[1]}/_nodeprov\"  # zsh, with compinit", s)
-	pos, err := parseArgs(fs, args)
-	if err != nil {
-		return parseExit(err)
-	}
-	if len(pos) != 1 {
-		fs.Usage()
-		return exitInvalid
+	pos, code, ok := positional(fs, args, 1)
+	if !ok {
+		return code
 	}
 	cmds, err := completionSpecs(ctx)
 	if err != nil {

@@ -102,11 +102,11 @@ func runLock(ctx context.Context, args []string, s ioSet) int {
 	out := addOutput(fs)
 	arch := fs.String("arch", "", "comma-separated architectures (default amd64,arm64)")
 	root := fs.String("root", "/", "root that keyring paths are read from")
-	pos, err := parseArgs(fs, args)
-	if err != nil {
-		return parseExit(err)
+	pos, code, ok := positional(fs, args, 1)
+	if !ok {
+		return code
 	}
-	if len(pos) != 1 || pos[0] == "-" {
+	if pos[0] == "-" {
 		fs.Usage()
 		return exitInvalid
 	}
@@ -150,11 +150,11 @@ func runFetch(ctx context.Context, args []string, s ioSet) int {
 	to := fs.String("to", "", "cache directory to fill (required)")
 	root := fs.String("root", "/", "root that keyring paths are read from")
 	dl := addDownloadFlags(fs)
-	pos, err := parseArgs(fs, args)
-	if err != nil {
-		return parseExit(err)
+	pos, code, ok := positional(fs, args, 1)
+	if !ok {
+		return code
 	}
-	if len(pos) != 1 || *to == "" {
+	if *to == "" {
 		fs.Usage()
 		return exitInvalid
 	}

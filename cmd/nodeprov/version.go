@@ -69,13 +69,9 @@ func readBuildInfo() buildInfo {
 func runVersion(ctx context.Context, args []string, s ioSet) int {
 	fs := newFlags("version", "version [-o json]", "  nodeprov version\n  nodeprov version -o json | jq -r .vcs.revision", s)
 	out := addOutput(fs)
-	pos, err := parseArgs(fs, args)
-	if err != nil {
-		return parseExit(err)
-	}
-	if len(pos) != 0 {
-		fs.Usage()
-		return exitInvalid
+	_, code, ok := positional(fs, args, 0)
+	if !ok {
+		return code
 	}
 	info := readBuildInfo()
 	if out.v == "json" {
