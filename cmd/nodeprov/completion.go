@@ -54,6 +54,18 @@ type compCommand struct {
 }
 
 // compFlag is one flag of a command.
+// args is what the command's positional arguments complete to, as the
+// scripts' case tables carry it: "file", a word list, or "".
+func (c compCommand) args() string {
+	switch {
+	case c.argFiles:
+		return "file"
+	case c.argWords != nil:
+		return strings.Join(c.argWords, " ")
+	}
+	return ""
+}
+
 type compFlag struct {
 	// word is the flag as typed: --name, or -x for one-letter names.
 	word, usage string
@@ -256,13 +268,7 @@ _nodeprov() {
     case $cmd in
 `)
 	for _, c := range cmds {
-		args := ""
-		switch {
-		case c.argFiles:
-			args = "file"
-		case c.argWords != nil:
-			args = strings.Join(c.argWords, " ")
-		}
+		args := c.args()
 		fmt.Fprintf(w, "    %s) flags=%q valueflags=%q args=%q ;;\n", c.name,
 			strings.Join(c.flagWords(), " "), " "+strings.Join(c.valueFlags(), " ")+" ", args)
 	}
@@ -372,13 +378,7 @@ _nodeprov() {
     case $cmd in
 `)
 	for _, c := range cmds {
-		args := ""
-		switch {
-		case c.argFiles:
-			args = "file"
-		case c.argWords != nil:
-			args = strings.Join(c.argWords, " ")
-		}
+		args := c.args()
 		var items []string
 		for _, f := range c.flags {
 			items = append(items, zshQuote(f.word+":"+f.usage))
