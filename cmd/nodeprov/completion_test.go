@@ -125,21 +125,7 @@ _nodeprov || exit 8
 printf '%s\n' "${COMPREPLY[@]}"
 `, script}, words...)...)
 	cmd.Dir = dir
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("bash completion of %q: %v\n%s", words, err, errb.String())
-	}
-	if errb.Len() > 0 {
-		t.Errorf("bash completion of %q wrote to stderr: %s", words, errb.String())
-	}
-	var got []string
-	for _, l := range strings.Split(out.String(), "\n") {
-		if l != "" {
-			got = append(got, l)
-		}
-	}
-	return got
+	return completions(t, "bash", cmd, words)
 }
 
 func TestBashCompletion(t *testing.T) {
@@ -264,21 +250,7 @@ CURRENT=${#words}
 _nodeprov
 `, script}, words...)...)
 	cmd.Env = append(os.Environ(), "ZSH_COMPDEF_LOG="+filepath.Join(t.TempDir(), "compdef"))
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("zsh completion of %q: %v\n%s", words, err, errb.String())
-	}
-	if errb.Len() > 0 {
-		t.Errorf("zsh completion of %q wrote to stderr: %s", words, errb.String())
-	}
-	var got []string
-	for _, l := range strings.Split(out.String(), "\n") {
-		if l != "" {
-			got = append(got, l)
-		}
-	}
-	return got
+	return completions(t, "zsh", cmd, words)
 }
 
 func TestZshCompletion(t *testing.T) {
@@ -339,4 +311,25 @@ func TestZshCompletion(t *testing.T) {
 			}
 		}
 	}
+}
+
+// completions runs a shell that prints its completions one per line and
+// returns them; a failure or anything on stderr fails the test.
+func completions(t *testing.T, shell string, cmd *exec.Cmd, words []string) []string {
+	t.Helper()
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%s completion of %q: %v\n%s", shell, words, err, errb.String())
+	}
+	if errb.Len() > 0 {
+		t.Errorf("%s completion of %q wrote to stderr: %s", shell, words, errb.String())
+	}
+	var got []string
+	for _, l := range strings.Split(out.String(), "\n") {
+		if l != "" {
+			got = append(got, l)
+		}
+	}
+	return got
 }
