@@ -338,6 +338,18 @@ func (n *netRun) start(t *testing.T, url, sha, extract string, trustCA bool) {
 	t.Cleanup(func() { <-n.done })
 }
 
+// installedAfter checks that the run installed data after exactly want
+// requests to s, and that the proxy saw what it should.
+func (n *netRun) installedAfter(t *testing.T, s *faultServer, data []byte, want int) {
+	t.Helper()
+	r, _ := n.wait(t)
+	n.installed(t, r, data)
+	if s.requests() != want {
+		t.Errorf("%d requests, want %d", s.requests(), want)
+	}
+	n.proxySaw(t)
+}
+
 // wait returns the finished run and how long it took.
 func (n *netRun) wait(t *testing.T) (result, time.Duration) {
 	t.Helper()
@@ -494,12 +506,7 @@ func TestNetworkFaults(t *testing.T) {
 		})
 		n.start(t, s.URL+"/tool", sha, "", false)
 		return func(t *testing.T) string {
-			r, _ := n.wait(t)
-			n.installed(t, r, data)
-			if s.requests() != 4 {
-				t.Errorf("%d requests, want 4", s.requests())
-			}
-			n.proxySaw(t)
+			n.installedAfter(t, s, data, 4)
 			return fmt.Sprintf("installed after %d requests (3 retried 5xx)", s.requests())
 		}
 	})
@@ -560,12 +567,7 @@ func TestNetworkFaults(t *testing.T) {
 		})
 		n.start(t, s.URL+"/tool", sha, "", false)
 		return func(t *testing.T) string {
-			r, _ := n.wait(t)
-			n.installed(t, r, data)
-			if s.requests() != 2 {
-				t.Errorf("%d requests, want 2", s.requests())
-			}
-			n.proxySaw(t)
+			n.installedAfter(t, s, data, 2)
 			return fmt.Sprintf("installed after %d requests (short body detected, retried)", s.requests())
 		}
 	})
