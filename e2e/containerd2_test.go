@@ -10,11 +10,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // containerd2Version is the containerd 2.x release the version 3 render is
@@ -98,26 +95,17 @@ func main() {}
 	return nil
 }
 
-// containerd2Env is a containerdEnv that runs given containerd and ctr
-// binaries instead of the ones on PATH. It reuses the 1.6 helper's log and
-// stop (process group, unmounts).
-type containerd2Env struct {
-	*containerdEnv
-	containerdBin, ctrBin string
-}
-
-func newContainerd2Env(t *testing.T, containerdBin, ctrBin string) *containerd2Env {
+// newContainerd2Env is a containerdEnv that runs the given containerd and
+// ctr binaries instead of the ones on PATH.
+func newContainerd2Env(t *testing.T, containerdBin, ctrBin string) *containerdEnv {
 	t.Helper()
 	// A short base dir: the socket path is limited to 108 bytes.
 	dir, err := os.MkdirTemp("/tmp", "npc2")
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &containerd2Env{
-		containerdEnv: &containerdEnv{dir: dir, root: dir + "/root", state: dir + "/state", address: dir + "/c.sock"},
-		containerdBin: containerdBin,
-		ctrBin:        ctrBin,
-	}
+	e := &containerdEnv{dir: dir, root: dir + "/root", state: dir + "/state", address: dir + "/c.sock",
+		containerdBin: containerdBin, ctrBin: ctrBin}
 	t.Cleanup(func() {
 		e.stop(t)
 		if err := os.RemoveAll(dir); err != nil {
@@ -125,63 +113,6 @@ func newContainerd2Env(t *testing.T, containerdBin, ctrBin string) *containerd2E
 		}
 	})
 	return e
-}
-
-// start runs containerd with config and waits until it answers on its
-// socket.
-func (e *containerd2Env) start(t *testing.T, config string) {
-	t.Helper()
-	var err error
-	e.log, err = os.Create(filepath.Join(e.dir, "containerd.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.cmd = exec.Command(e.containerdBin, "--config", config)
-	e.cmd.Stdout, e.cmd.Stderr = e.log, e.log
-	e.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := e.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	proc := e.cmd.Process
-	go func() {
-		// Only notices an early exit (WNOWAIT): stop reaps the process.
-		var info unix.Siginfo
-		for unix.Waitid(unix.P_PID, proc.Pid, &info, unix.WEXITED|unix.WNOWAIT, nil) == unix.EINTR {
-		}
-		close(exited)
-	}()
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case <-exited:
-			t.Fatalf("containerd exited at start:\n%s", e.logText())
-		default:
-		}
-		if r := e.ctr(t, "version"); r.code == 0 {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("containerd did not come up:\n%s", e.logText())
-}
-
-func (e *containerd2Env) ctr(t *testing.T, args ...string) result {
-	t.Helper()
-	return runCmd(t, "", e.ctrBin, append([]string{"--address", e.address}, args...)...)
-}
-
-// pluginStatus returns the STATUS column of `ctr plugins ls` for a plugin.
-func (e *containerd2Env) pluginStatus(t *testing.T, typ, id string) string {
-	t.Helper()
-	r := e.ctr(t, "plugins", "ls")
-	for _, line := range strings.Split(r.stdout, "\n") {
-		f := strings.Fields(line)
-		if len(f) >= 4 && f[0] == typ && f[1] == id {
-			return f[len(f)-1]
-		}
-	}
-	return "absent"
 }
 
 // unknownKeyLines returns the log lines in which containerd 2.x reports a
@@ -245,7 +176,7 @@ func TestRenderedV3ConfigLoadsInContainerd2(t *testing.T) {
 	// run applies the spec (with extraPatch appended to its patch) to a
 	// sandbox root, checks the rendered file is version 3, and starts
 	// containerd with it.
-	run := func(t *testing.T, extraPatch string) *containerd2Env {
+	run := func(t *testing.T, extraPatch string) *containerdEnv {
 		e := newContainerd2Env(t, containerdBin, ctrBin)
 		root := sandbox(t)
 		spec := writeSpec(t, fmt.Sprintf(`apiVersion: nodeprov/v1alpha1

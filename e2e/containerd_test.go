@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"golang.org/x/sys/unix"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,8 +20,11 @@ type containerdEnv struct {
 	root    string
 	state   string
 	address string
-	cmd     *exec.Cmd
-	log     *os.File
+	// containerdBin and ctrBin are the binaries run: Debian's on PATH, or
+	// containerd 2.x built for the test.
+	containerdBin, ctrBin string
+	cmd                   *exec.Cmd
+	log                   *os.File
 }
 
 func newContainerdEnv(t *testing.T) *containerdEnv {
@@ -33,12 +37,14 @@ func newContainerdEnv(t *testing.T) *containerdEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &containerdEnv{dir: dir, root: dir + "/root", state: dir + "/state", address: dir + "/c.sock"}
+	e := &containerdEnv{dir: dir, root: dir + "/root", state: dir + "/state", address: dir + "/c.sock",
+		containerdBin: "containerd", ctrBin: "ctr"}
 	t.Cleanup(func() { e.stop(t); os.RemoveAll(dir) })
 	return e
 }
 
-// start runs containerd with config and waits for its socket.
+// start runs containerd with config and waits until it answers on its
+// socket; an early exit fails at once with the log.
 func (e *containerdEnv) start(t *testing.T, config string) {
 	t.Helper()
 	var err error
@@ -46,14 +52,28 @@ func (e *containerdEnv) start(t *testing.T, config string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.cmd = exec.Command("containerd", "--config", config)
+	e.cmd = exec.Command(e.containerdBin, "--config", config)
 	e.cmd.Stdout, e.cmd.Stderr = e.log, e.log
 	e.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := e.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	exited := make(chan struct{})
+	proc := e.cmd.Process
+	go func() {
+		// Only notices an early exit (WNOWAIT): stop reaps the process.
+		var info unix.Siginfo
+		for unix.Waitid(unix.P_PID, proc.Pid, &info, unix.WEXITED|unix.WNOWAIT, nil) == unix.EINTR {
+		}
+		close(exited)
+	}()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
+		select {
+		case <-exited:
+			t.Fatalf("containerd exited at start:\n%s", e.logText())
+		default:
+		}
 		if r := e.ctr(t, "version"); r.code == 0 {
 			return
 		}
@@ -64,7 +84,7 @@ func (e *containerdEnv) start(t *testing.T, config string) {
 
 func (e *containerdEnv) ctr(t *testing.T, args ...string) result {
 	t.Helper()
-	return runCmd(t, "", "ctr", append([]string{"--address", e.address}, args...)...)
+	return runCmd(t, "", e.ctrBin, append([]string{"--address", e.address}, args...)...)
 }
 
 func (e *containerdEnv) logText() string {
