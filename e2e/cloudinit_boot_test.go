@@ -129,19 +129,7 @@ kernel:
   sysctl:
     net.ipv4.ip_forward: "1"
     net.bridge.bridge-nf-call-iptables: "1"
-%s%s
-keyrings:
-  runc:
-    armored: |
-%s
-components:
-  containerd:
-    version: %s
-    binaries: [containerd, containerd-shim, containerd-shim-runc-v1, containerd-shim-runc-v2, ctr]
-  runc: {version: %s, keyring: runc}
-  cni: {version: %s, plugins: [bridge, host-local, loopback, portmap]}
-  gvisor: {version: "%s", shim: false}
-containerd:
+%s%scontainerd:
   runtimes:
     runsc: {type: io.containerd.runc.v2, binaryName: /usr/local/bin/runsc}
   cni: {network: bridge, subnet: 10.88.0.0/16}
@@ -152,7 +140,7 @@ units:
 # The test node's cgroup2 hierarchy has no controllers (cloudinit_boot_test.go).
 preflight:
   ignore: [cgroups.controllers]
-`, o.extraSysctl, mirrors(serverURL), indent(a.keyring, "      "), containerdVersion, runcVersion, cniVersion, gvisorVersion)
+`, o.extraSysctl, releaseComponents(a, serverURL, true))
 }
 
 // cloudInitBoot is one node booted with user data from `nodeprov

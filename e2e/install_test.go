@@ -14,9 +14,15 @@ import (
 // componentsSpec asks for the components the artifact tree serves, through
 // mirrors pointing at the loopback server.
 func componentsSpec(a *artifacts, serverURL, extra string) string {
-	return fmt.Sprintf(`apiVersion: nodeprov/v1alpha1
-kind: Node
-%s
+	return "apiVersion: nodeprov/v1alpha1\nkind: Node\n" + releaseComponents(a, serverURL, true) + extra
+}
+
+// releaseComponents is the mirrors, the runc keyring and the components
+// block of a spec that installs the release artifacts served at serverURL:
+// containerd, runc (signature checked), all CNI plugins and, with gvisor,
+// runsc without the containerd shim Debian does not ship.
+func releaseComponents(a *artifacts, serverURL string, gvisor bool) string {
+	s := fmt.Sprintf(`%s
 keyrings:
   runc:
     armored: |
@@ -27,8 +33,11 @@ components:
     binaries: [containerd, containerd-shim, containerd-shim-runc-v1, containerd-shim-runc-v2, ctr]
   runc: {version: %s, keyring: runc}
   cni: {version: %s}
-  gvisor: {version: "%s", shim: false}
-%s`, mirrors(serverURL), indent(a.keyring, "      "), containerdVersion, runcVersion, cniVersion, gvisorVersion, extra)
+`, mirrors(serverURL), indent(a.keyring, "      "), containerdVersion, runcVersion, cniVersion)
+	if gvisor {
+		s += fmt.Sprintf("  gvisor: {version: %q, shim: false}\n", gvisorVersion)
+	}
+	return s
 }
 
 // countRequests wraps a handler and counts the requests it serves.

@@ -38,16 +38,6 @@ func nodeSpec(a *artifacts, serverURL string, o nodeSpecOptions) string {
 kind: Node
 metadata: {name: nspawn-node}
 %s
-keyrings:
-  runc:
-    armored: |
-%s
-components:
-  containerd:
-    version: %s
-    binaries: [containerd, containerd-shim, containerd-shim-runc-v1, containerd-shim-runc-v2, ctr]
-  runc: {version: %s, keyring: runc}
-  cni: {version: %s}
 containerd:
   sandboxImage: %s
 units:
@@ -64,7 +54,7 @@ units:
       ExecStart=/bin/sleep infinity
       [Install]
       WantedBy=multi-user.target
-%s`, mirrors(serverURL), indent(a.keyring, "      "), containerdVersion, runcVersion, cniVersion, o.sandboxImage, o.units)
+%s`, strings.TrimSuffix(releaseComponents(a, serverURL, false), "\n"), o.sandboxImage, o.units)
 	if o.machineID != "" {
 		s += "machineID:\n" + indent(o.machineID, "  ")
 	}
