@@ -380,14 +380,9 @@ func TestLiveRestartsWhatAKilledRunLeft(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			root, dir := newRoot(t)
 			enabledA.with(map[string]string{"/usr/local/bin/a": "program"}).make(t, dir)
-			for _, p := range []string{"etc/systemd/system/a.service", "usr/local/bin/a"} {
-				mtime := tt.started.Add(-2 * time.Hour)
-				if p == "usr/local/bin/a" {
-					mtime = tt.binaryMtime
-				}
-				if tt.started.IsZero() && p != "usr/local/bin/a" {
-					mtime = now.Add(-2 * time.Hour)
-				}
+			// The unit file is older than every start; only the program's
+			// time varies.
+			for p, mtime := range map[string]time.Time{"etc/systemd/system/a.service": now.Add(-3 * time.Hour), "usr/local/bin/a": tt.binaryMtime} {
 				if err := os.Chtimes(filepath.Join(dir, p), mtime, mtime); err != nil {
 					t.Fatal(err)
 				}
