@@ -325,16 +325,6 @@ func (n *node) writeFile(t *testing.T, path string, data []byte, mode os.FileMod
 	}
 }
 
-// copyIn copies a host file into the node.
-func (n *node) copyIn(t *testing.T, src, dst string, mode os.FileMode) {
-	t.Helper()
-	b, err := os.ReadFile(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n.writeFile(t, dst, b, mode)
-}
-
 // unitProps returns systemd properties of a unit (systemctl show).
 func (n *node) unitProps(t *testing.T, unit string, props ...string) map[string]string {
 	t.Helper()

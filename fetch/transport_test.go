@@ -61,12 +61,6 @@ func newTLSServer(t testing.TB, h http.Handler) (*httptest.Server, *countingHand
 	return s, c
 }
 
-func redirectTo(target func() string) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		http.Redirect(w, r, target(), http.StatusFound)
-	}
-}
-
 func TestRedirectPolicy(t *testing.T) {
 	body := payload(5000)
 	d := sha256Of(body)

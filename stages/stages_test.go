@@ -450,15 +450,6 @@ func TestLaterStagesSeeEarlierChanges(t *testing.T) {
 	}
 }
 
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
 func TestSelectStages(t *testing.T) {
 	got, err := Select(All(Options{}), []string{"files", "kernel"})
 	if err != nil || len(got) != 2 || got[0].Name() != "kernel" || got[1].Name() != "files" {

@@ -146,15 +146,6 @@ func mustInspect(t *testing.T, root *host.Root, live bool, forbidden ...string) 
 	return st
 }
 
-// checks returns the names of the problems.
-func checks(ps []Problem) []string {
-	var out []string
-	for _, p := range ps {
-		out = append(out, p.Check)
-	}
-	return out
-}
-
 // assertDbusOK fails unless the D-Bus copy below dir is absent or a
 // symlink to /etc/machine-id.
 func assertDbusOK(t *testing.T, dir string) {
