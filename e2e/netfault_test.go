@@ -826,27 +826,41 @@ func TestNetworkFaults(t *testing.T) {
 		}
 	})
 
-	// The safety net itself: a redirect the policy allows, to an address
-	// that is not loopback, goes through the proxy, which refuses it.
-	run("redirect https to a non-loopback host (proxy catches it)", func(t *testing.T, n *netRun) func(*testing.T) string {
+	// A private (here loopback) origin never leads to a public address,
+	// proxied or not: the policy refuses the redirect before any request
+	// is made, so the proxy trap sees nothing at all. The error names
+	// both URLs.
+	run("redirect https from loopback to a public address", func(t *testing.T, n *netRun) func(*testing.T) string {
 		origin := startFault(t, "127.0.0.1:0", &good, redirect(func() string { return "https://192.0.2.10/tool" }))
 		n.start(t, origin.URL+"/tool", sha, "", true)
 		return func(t *testing.T) string {
 			r, _ := n.wait(t)
-			out := n.refused(t, r, origin.URL+"/tool", "Forbidden")
-			n.proxySaw(t, "refused CONNECT 192.0.2.10:443")
-			return out + " (proxy refused CONNECT 192.0.2.10:443)"
+			out := n.refused(t, r, "redirect refused", origin.URL+"/tool -> https://192.0.2.10/tool", "public address 192.0.2.10")
+			n.proxySaw(t)
+			return out + " (proxy saw nothing)"
 		}
 	})
 
-	run("redirect http to a non-loopback host (proxy catches it)", func(t *testing.T, n *netRun) func(*testing.T) string {
-		origin := startFault(t, "127.0.0.1:0", nil, redirect(func() string { return "http://198.51.100.7/tool" }))
+	run("redirect http from loopback to a public address", func(t *testing.T, n *netRun) func(*testing.T) string {
+		origin := startFault(t, "127.0.0.1:0", nil, redirect(func() string { return "http://192.0.2.1/x" }))
 		n.start(t, origin.URL+"/tool", sha, "", false)
 		return func(t *testing.T) string {
 			r, _ := n.wait(t)
-			out := n.refused(t, r, origin.URL+"/tool", "403")
-			n.proxySaw(t, "refused GET 198.51.100.7")
-			return out + " (proxy refused GET http://198.51.100.7/tool)"
+			out := n.refused(t, r, "redirect refused", origin.URL+"/tool -> http://192.0.2.1/x", "public address 192.0.2.1")
+			n.proxySaw(t)
+			return out + " (proxy saw nothing)"
+		}
+	})
+
+	run("redirect chain loopback -> loopback -> public", func(t *testing.T, n *netRun) func(*testing.T) string {
+		mid := startFault(t, "127.0.0.2:0", nil, redirect(func() string { return "http://198.51.100.7/tool" }))
+		origin := startFault(t, "127.0.0.1:0", nil, redirect(func() string { return mid.URL + "/hop" }))
+		n.start(t, origin.URL+"/tool", sha, "", false)
+		return func(t *testing.T) string {
+			r, _ := n.wait(t)
+			out := n.refused(t, r, "redirect refused", mid.URL+"/hop -> http://198.51.100.7/tool", "public address 198.51.100.7")
+			n.proxySaw(t)
+			return out + " (proxy saw nothing)"
 		}
 	})
 

@@ -30,9 +30,10 @@ const (
 	ErrIdleTimeout Error = "idle timeout"
 	// ErrRedirect means a redirect was refused by the redirect policy.
 	ErrRedirect Error = "redirect refused"
-	// ErrSameOrigin means a digest came only from an unsigned checksum file
-	// while pinned digests are required.
-	ErrSameOrigin Error = "digest is same-origin only (unsigned checksum file) and pinned digests are required"
+	// ErrSameOrigin means a digest came only from the artifact's own origin
+	// (an unsigned checksum file, or a pin recorded from one) while pinned
+	// digests are required.
+	ErrSameOrigin Error = "pinned digests are required: pin sha256/sha512 in the spec, lock it from a signed source, or verify an OpenPGP signature"
 	// ErrSignature means an OpenPGP signature did not verify.
 	ErrSignature Error = "signature verification failed"
 	// ErrUnknownKey means a signature was made by a key that is not in the keyring.

@@ -84,6 +84,13 @@ type Request struct {
 	URL string
 	// Pinned digest from the spec or the lock file.
 	Pinned *Digest
+	// PinTrust is how the pinned digest was established: "" or TrustPinned
+	// for a digest the operator wrote (spec, hand-written lock entry),
+	// TrustSigned or TrustSameOrigin for a lock entry recorded by
+	// `nodeprov lock` or resolved while planning. It is authoritative: a
+	// same-origin pin is refused under RequirePinned like the unsigned
+	// checksum file it came from.
+	PinTrust string
 	// Checksum file to read the digest from.
 	Checksum *ChecksumSource
 	// Signature is a detached signature of the artifact itself (URL and
@@ -152,7 +159,8 @@ type Fetcher struct {
 	MaxRetryAfter time.Duration
 	// Progress receives download progress; nil prints nothing.
 	Progress Progress
-	// RequirePinned refuses digests that are only same-origin.
+	// RequirePinned refuses digests that are only same-origin, on every
+	// path: Fetch, Resolve and Admit (see Admit).
 	RequirePinned bool
 	// VerifyCached re-hashes a cache hit before trusting it (for caches
 	// carried in from elsewhere); a bad entry is removed and re-fetched.
@@ -166,6 +174,9 @@ type Fetcher struct {
 	// DialContext replaces the network dialer (tests, custom resolution).
 	// Link-local addresses are refused either way.
 	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
+
+	// lookup replaces the resolver the redirect policy uses (tests).
+	lookup lookupFunc
 
 	// sleep waits between retries; tests replace it to observe waits.
 	sleep func(ctx context.Context, d time.Duration) error
@@ -198,6 +209,7 @@ func (f *Fetcher) setup() error {
 			proxy:       f.Proxy,
 			rootCAs:     f.RootCAs,
 			dial:        f.DialContext,
+			lookup:      f.lookup,
 			idleTimeout: f.idleTimeout(),
 			parallel:    f.parallel(),
 		})
@@ -308,7 +320,8 @@ func (f *Fetcher) each(ctx context.Context, verb string, reqs []Request, do func
 // only what it must: a pinned digest is returned as is, a checksum file is
 // read without fetching the artifact. The artifact itself is fetched (and
 // cached) only when a detached signature is what establishes or upgrades
-// its trust. RequirePinned does not apply: Resolve is how pins are made.
+// its trust. RequirePinned applies as in Fetch: a lock made under it
+// records no same-origin digest.
 func (f *Fetcher) Resolve(ctx context.Context, r Request) (Resolution, error) {
 	res, err := f.ResolveAll(ctx, []Request{r})
 	if err != nil {
@@ -336,11 +349,14 @@ func (f *Fetcher) resolveOne(ctx context.Context, r Request, memo *metaMemo) (Re
 	if _, err := checkURL(r.URL); err != nil {
 		return Resolution{}, fmt.Errorf("resolve %s: %w", redact(r.URL), err)
 	}
+	if err := f.Admit(r); err != nil {
+		return Resolution{}, err
+	}
 	exp, err := f.expected(ctx, r, memo)
 	if err != nil {
 		return Resolution{}, fmt.Errorf("resolve %s: %w", redact(r.URL), err)
 	}
-	if exp.trust == TrustPinned || r.Signature == nil {
+	if r.Pinned != nil || r.Signature == nil {
 		return Resolution{Digest: exp.digest, Trust: exp.trust, SignedBy: exp.signedBy, KeyExpired: exp.expired}, nil
 	}
 	// The artifact's own signature decides: fetch and verify it.
@@ -349,6 +365,42 @@ func (f *Fetcher) resolveOne(ctx context.Context, r Request, memo *metaMemo) (Re
 		return Resolution{}, err
 	}
 	return Resolution{Digest: res.Digest, Trust: res.Trust, SignedBy: res.SignedBy, KeyExpired: res.KeyExpired}, nil
+}
+
+// Admit decides, before any request goes out, whether r may be used at
+// all: under RequirePinned a request whose only digest source is the
+// artifact's own origin — an unsigned checksum file, or a pin recorded with
+// same-origin trust — is refused (with ErrSameOrigin, naming the URL). The
+// decision needs no network because it depends only on the sources the
+// request names. Fetch and Resolve call it; so does a caller that is about
+// to trust an earlier result of r without fetching (an installed or cached
+// artifact), so that no path skips the policy.
+func (f *Fetcher) Admit(r Request) error {
+	if !f.RequirePinned {
+		return nil
+	}
+	var weak string
+	switch {
+	case r.Pinned != nil:
+		if r.pinTrust() == TrustSameOrigin {
+			weak = "its pinned digest was recorded from an unsigned checksum file (trust same-origin)"
+		}
+	case r.Signature != nil:
+		// The artifact's own signature decides.
+	case r.Checksum != nil && r.Checksum.Signature == nil:
+		weak = "its digest comes only from the unsigned checksum file " + redact(r.Checksum.URL)
+	}
+	if weak == "" {
+		return nil
+	}
+	return fmt.Errorf("%s: %s: %w", redact(r.URL), weak, ErrSameOrigin)
+}
+
+func (r Request) pinTrust() string {
+	if r.PinTrust == "" {
+		return TrustPinned
+	}
+	return r.PinTrust
 }
 
 // expectation is what is known before downloading an artifact.
@@ -375,7 +427,7 @@ func (f *Fetcher) expected(ctx context.Context, r Request, memo *metaMemo) (expe
 		if err := r.Pinned.Validate(); err != nil {
 			return expectation{}, fmt.Errorf("pinned digest: %w", err)
 		}
-		return expectation{digest: *r.Pinned, trust: TrustPinned}, nil
+		return expectation{digest: *r.Pinned, trust: r.pinTrust()}, nil
 	case r.Checksum != nil:
 		return f.fromChecksumFile(ctx, r, memo)
 	case r.Signature != nil:
@@ -446,6 +498,9 @@ func (f *Fetcher) fetchOne(ctx context.Context, r Request, memo *metaMemo) (Resu
 	if err != nil {
 		return fail(err)
 	}
+	if err := f.Admit(r); err != nil {
+		return Result{}, err
+	}
 	maxSize := r.MaxSize
 	if maxSize <= 0 {
 		maxSize = DefaultMaxSize
@@ -454,10 +509,7 @@ func (f *Fetcher) fetchOne(ctx context.Context, r Request, memo *metaMemo) (Resu
 	if err != nil {
 		return fail(err)
 	}
-	verifySig := r.Signature != nil && exp.trust != TrustPinned
-	if f.RequirePinned && exp.trust == TrustSameOrigin && !verifySig {
-		return fail(ErrSameOrigin)
-	}
+	verifySig := r.Signature != nil && r.Pinned == nil
 	res := Result{URL: r.URL, Digest: exp.digest, Trust: exp.trust, SignedBy: exp.signedBy, KeyExpired: exp.expired}
 	name := path.Base(u.Path)
 

@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -51,6 +53,11 @@ type attempt struct {
 	tracker     Tracker
 	idleFired   atomic.Bool
 	redirectErr error
+	// privateOnly is set once a redirect chain starts at a private
+	// origin: from then on the dialer refuses public addresses, so a
+	// name that resolves differently at dial time than when the redirect
+	// was checked cannot lead out either.
+	privateOnly atomic.Bool
 }
 
 func attemptFrom(ctx context.Context) *attempt {
@@ -239,6 +246,7 @@ type httpConfig struct {
 	proxy       func(*http.Request) (*url.URL, error)
 	rootCAs     *x509.CertPool
 	dial        func(ctx context.Context, network, addr string) (net.Conn, error)
+	lookup      lookupFunc // nil: the system resolver
 	idleTimeout time.Duration
 	parallel    int
 }
@@ -254,12 +262,17 @@ func newHTTPClient(c httpConfig) *http.Client {
 	}
 	dial := c.dial
 	if dial == nil {
-		d := &net.Dialer{
-			Timeout:   c.idleTimeout,
-			KeepAlive: 30 * time.Second,
-			Control:   refuseLinkLocalControl,
+		dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			d := &net.Dialer{
+				Timeout:   c.idleTimeout,
+				KeepAlive: 30 * time.Second,
+				Control:   refuseLinkLocalControl,
+			}
+			if a := attemptFrom(ctx); a != nil && a.privateOnly.Load() {
+				d.Control = refusePublicControl
+			}
+			return d.DialContext(ctx, network, addr)
 		}
-		dial = d.DialContext
 	} else {
 		inner := dial
 		dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -267,6 +280,12 @@ func newHTTPClient(c httpConfig) *http.Client {
 				return nil, err
 			}
 			return inner(ctx, network, addr)
+		}
+	}
+	lookup := c.lookup
+	if lookup == nil {
+		lookup = func(ctx context.Context, host string) ([]netip.Addr, error) {
+			return net.DefaultResolver.LookupNetIP(ctx, "ip", host)
 		}
 	}
 	base := &http.Transport{
@@ -286,19 +305,28 @@ func newHTTPClient(c httpConfig) *http.Client {
 		IdleConnTimeout:     90 * time.Second,
 	}
 	return &http.Client{
-		Transport:     &verifyingTransport{base: base},
-		CheckRedirect: checkRedirect,
+		Transport: &verifyingTransport{base: base},
+		CheckRedirect: func(req *http.Request, via []*http.Request) error {
+			return checkRedirect(lookup, req, via)
+		},
 		// No Timeout: a whole-download deadline is wrong for large files on
 		// slow links; the idle timeout is enforced by meteredBody.
 	}
 }
 
+// lookupFunc resolves a host name to its addresses.
+type lookupFunc func(ctx context.Context, host string) ([]netip.Addr, error)
+
 // checkRedirect is the redirect policy: http(s) only, no https→http
 // downgrade anywhere in the chain, no link-local targets, at most
-// maxRedirects hops. https→https across hosts is followed (release
-// downloads land on a CDN host).
-func checkRedirect(req *http.Request, via []*http.Request) error {
+// maxRedirects hops, and never from a private origin to a public address.
+// https→https across public hosts is followed (release downloads land on
+// a CDN host).
+func checkRedirect(lookup lookupFunc, req *http.Request, via []*http.Request) error {
 	err := redirectPolicy(req, via)
+	if err == nil {
+		err = privateOriginPolicy(lookup, req, via)
+	}
 	if err != nil {
 		if a := attemptFrom(req.Context()); a != nil {
 			a.mu.Lock()
@@ -333,6 +361,98 @@ func redirectPolicy(req *http.Request, via []*http.Request) error {
 		}
 	default:
 		return fmt.Errorf("%w: %s -> %s: scheme %q is not http(s)", ErrRedirect, from, to, req.URL.Scheme)
+	}
+	return nil
+}
+
+// privateOriginPolicy refuses a redirect that leads from a private origin
+// (loopback, RFC 1918, ULA, link-local: an internal mirror, a test server)
+// to a public address, where an internal request has no business going.
+// Both ends are judged after DNS resolution; a chain in which any hop was
+// private counts as private. A proxy does not change the verdict: the
+// target is resolved here, before the request is handed to the proxy, and
+// direct connections are held to it again at dial time (privateOnly).
+func privateOriginPolicy(lookup lookupFunc, req *http.Request, via []*http.Request) error {
+	if len(via) == 0 {
+		return nil
+	}
+	ctx := req.Context()
+	var origin string
+	for _, v := range via {
+		addrs, err := hostAddrs(ctx, lookup, v.URL.Hostname())
+		if err != nil {
+			continue // it was reached, so the resolution failing now is transient
+		}
+		if i := slices.IndexFunc(addrs, isPrivateAddr); i >= 0 {
+			origin = v.URL.Redacted() + " (" + addrs[i].String() + ")"
+			break
+		}
+	}
+	if origin == "" {
+		return nil
+	}
+	if a := attemptFrom(ctx); a != nil {
+		a.privateOnly.Store(true)
+	}
+	to := req.URL.Redacted()
+	addrs, err := hostAddrs(ctx, lookup, req.URL.Hostname())
+	if err != nil {
+		return fmt.Errorf("%w: %s -> %s: cannot resolve the target to check that it stays private: %v", ErrRedirect, via[len(via)-1].URL.Redacted(), to, err)
+	}
+	for _, ip := range addrs {
+		if !isPrivateAddr(ip) {
+			return fmt.Errorf("%w: %s -> %s leads from the private origin %s to the public address %s", ErrRedirect, via[len(via)-1].URL.Redacted(), to, origin, ip)
+		}
+	}
+	return nil
+}
+
+// hostAddrs returns a literal IP as is and resolves a name.
+func hostAddrs(ctx context.Context, lookup lookupFunc, host string) ([]netip.Addr, error) {
+	if ip, err := netip.ParseAddr(host); err == nil {
+		return []netip.Addr{ip.Unmap()}, nil
+	}
+	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+		return []netip.Addr{netip.IPv6Loopback(), netip.AddrFrom4([4]byte{127, 0, 0, 1})}, nil
+	}
+	addrs, err := lookup(ctx, host)
+	if err != nil {
+		return nil, err
+	}
+	if len(addrs) == 0 {
+		return nil, fmt.Errorf("%s has no addresses", host)
+	}
+	for i := range addrs {
+		addrs[i] = addrs[i].Unmap()
+	}
+	return addrs, nil
+}
+
+// sharedSpace is RFC 6598 carrier-grade NAT space: not routable on the
+// internet, so not public.
+var sharedSpace = netip.MustParsePrefix("100.64.0.0/10")
+
+// isPrivateAddr reports whether ip is not a public internet address:
+// loopback, RFC 1918 or ULA (fc00::/7), link-local, unspecified, or shared
+// address space.
+func isPrivateAddr(ip netip.Addr) bool {
+	ip = ip.Unmap()
+	return ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() ||
+		ip.IsUnspecified() || sharedSpace.Contains(ip)
+}
+
+// refusePublicControl is the dialer's Control for an attempt whose redirect
+// chain started at a private origin.
+func refusePublicControl(network, address string, c syscall.RawConn) error {
+	if err := refuseLinkLocalControl(network, address, c); err != nil {
+		return err
+	}
+	host, _, err := net.SplitHostPort(address)
+	if err != nil {
+		host = address
+	}
+	if ip, err := netip.ParseAddr(host); err == nil && !isPrivateAddr(ip) {
+		return fmt.Errorf("%w: refusing to connect to the public address %s after a redirect from a private origin", ErrRedirect, address)
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"strings"
 	"sync"
@@ -67,10 +68,32 @@ func TestRedirectPolicy(t *testing.T) {
 
 	// The CDN: a second TLS server reached under another host name.
 	cdn, cdnHits := newTLSServer(t, filesHandler(map[string][]byte{"/release/runc.amd64": body}))
+	// Host names and what the test resolver says they are: the CDN is a
+	// public host (as GitHub's release CDN is), so is evil, the mirror is
+	// an internal one. The guard dialer still connects every name to
+	// loopback; the policy judges the resolved addresses.
 	cdnHost := "objects.example.com:" + portOf(t, cdn)
+	mirrorHost := "mirror.example.com:" + portOf(t, cdn)
+	evilHost := "evil.example.com:" + portOf(t, cdn)
+	resolved := map[string][]netip.Addr{
+		"objects.example.com":  {netip.MustParseAddr("185.199.108.133")},
+		"releases.example.com": {netip.MustParseAddr("140.82.112.3")},
+		"mirror.example.com":   {netip.MustParseAddr("10.20.30.40"), netip.MustParseAddr("fd00::1")},
+		"evil.example.com":     {netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("203.0.113.5")},
+	}
+	lookup := func(_ context.Context, host string) ([]netip.Addr, error) {
+		if a, ok := resolved[host]; ok {
+			return a, nil
+		}
+		return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
+	}
 	plain, plainHits := newServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/metadata" { // http -> http, link-local
+		switch r.URL.Path {
+		case "/metadata": // http -> http, link-local
 			http.Redirect(w, r, "http://169.254.169.254/latest/meta-data/", http.StatusMovedPermanently)
+			return
+		case "/public": // loopback -> a public address, plain http
+			http.Redirect(w, r, "http://192.0.2.1/x", http.StatusFound)
 			return
 		}
 		w.Write(body)
@@ -81,6 +104,14 @@ func TestRedirectPolicy(t *testing.T) {
 		switch r.URL.Path {
 		case "/cross-host":
 			http.Redirect(w, r, "https://"+cdnHost+"/release/runc.amd64", http.StatusFound)
+		case "/to-mirror":
+			http.Redirect(w, r, "https://"+mirrorHost+"/release/runc.amd64", http.StatusFound)
+		case "/to-public-ip":
+			http.Redirect(w, r, "https://192.0.2.1/release/runc.amd64", http.StatusFound)
+		case "/to-public-name":
+			http.Redirect(w, r, "https://"+evilHost+"/release/runc.amd64", http.StatusFound)
+		case "/to-unresolvable":
+			http.Redirect(w, r, "https://nowhere.example.com/x", http.StatusFound)
 		case "/downgrade":
 			http.Redirect(w, r, plain.URL+"/runc.amd64", http.StatusFound)
 		case "/metadata":
@@ -109,7 +140,15 @@ func TestRedirectPolicy(t *testing.T) {
 		path    string
 		wantErr string // "" for success
 	}{
-		{"/cross-host", ""},
+		// public:/p starts at a public origin (a release host that
+		// redirects to its CDN, like github.com).
+		{"public:/cross-host", ""},
+		{"/to-mirror", ""},
+		{"/cross-host", "leads from the private origin https://127.0.0.1:"},
+		{"/to-public-ip", "to the public address 192.0.2.1"},
+		{"/to-public-name", "to the public address 203.0.113.5"},
+		{"/to-unresolvable", "cannot resolve the target"},
+		{"plain:/public", "http://192.0.2.1/x leads from the private origin"},
 		{"plain:/metadata", "link-local"},
 		{"/downgrade", "downgrades https to http"},
 		{"/metadata", "link-local"},
@@ -121,13 +160,22 @@ func TestRedirectPolicy(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(strings.TrimLeft(tt.path, "/"), func(t *testing.T) {
-			g := &guardDialer{t: t, hosts: map[string]string{cdnHost: "127.0.0.1:" + portOf(t, cdn)}}
+			releasesHost := "releases.example.com:" + portOf(t, origin)
+			g := &guardDialer{t: t, hosts: map[string]string{
+				cdnHost:      "127.0.0.1:" + portOf(t, cdn),
+				mirrorHost:   "127.0.0.1:" + portOf(t, cdn),
+				releasesHost: "127.0.0.1:" + portOf(t, origin),
+			}}
 			f, waits := newTestFetcher(t)
 			f.RootCAs = pool
 			f.DialContext = g.dial
+			f.lookup = lookup
 			u := origin.URL + tt.path
 			if p, ok := strings.CutPrefix(tt.path, "plain:"); ok {
 				u = plain.URL + p
+			}
+			if p, ok := strings.CutPrefix(tt.path, "public:"); ok {
+				u = "https://" + releasesHost + p
 			}
 			res, err := f.Fetch(context.Background(), []Request{{URL: u, Pinned: &d}})
 			if tt.wantErr == "" {
@@ -168,6 +216,33 @@ func TestDialerRefusesLinkLocal(t *testing.T) {
 	}
 	if err := refuseLinkLocalControl("tcp4", "127.0.0.1:80", nil); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// After a redirect from a private origin, the default dialer connects only
+// to private addresses: a name that resolved to a private address when the
+// redirect was checked and to a public one at dial time (DNS rebinding)
+// still cannot lead out.
+func TestDialerAfterPrivateOriginRefusesPublic(t *testing.T) {
+	for addr, ok := range map[string]bool{
+		"127.0.0.1:443": true, "10.1.2.3:443": true, "192.168.1.1:80": true, "[fd12::1]:443": true,
+		"100.64.0.1:80": true, "0.0.0.0:1": true,
+		"192.0.2.1:80": false, "8.8.8.8:443": false, "[2001:db8::1]:443": false, "169.254.169.254:80": false,
+	} {
+		err := refusePublicControl("tcp", addr, nil)
+		if (err == nil) != ok {
+			t.Errorf("%s: err = %v, want allowed=%v", addr, err, ok)
+		}
+	}
+	// And the transport really uses it: an attempt marked private-only
+	// cannot dial a public literal address.
+	hc := newHTTPClient(httpConfig{idleTimeout: time.Second, parallel: 1})
+	a := &attempt{}
+	a.privateOnly.Store(true)
+	req, _ := http.NewRequestWithContext(context.WithValue(context.Background(), attemptKey{}, a), http.MethodGet, "http://192.0.2.1:9/x", nil)
+	hc.Transport.(*verifyingTransport).base.(*http.Transport).Proxy = nil
+	if _, err := hc.Do(req); err == nil || !errors.Is(err, ErrRedirect) {
+		t.Fatalf("dial of a public address after a private origin: err = %v, want ErrRedirect", err)
 	}
 }
 

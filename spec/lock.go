@@ -18,9 +18,73 @@ const LockFileName = "nodeprov.lock"
 type Lock struct {
 	// Pins maps upstream URLs to "sha256:<hex>" or "sha512:<hex>".
 	Pins map[string]string
-	// Trust records how each digest was established when it was locked
-	// (signed, same-origin); informational.
+	// Trust records how each digest was established when it was locked:
+	// pinned (the spec pinned it), signed (a verified OpenPGP signature) or
+	// same-origin (an unsigned checksum file next to the artifact). It is
+	// authoritative: a same-origin entry is not a pin under
+	// --require-pinned. An entry without a trust column was written by
+	// hand and counts as pinned.
 	Trust map[string]string
+}
+
+// Trust levels of lock entries (the fetch package's, as words).
+const (
+	TrustPinned     = "pinned"
+	TrustSigned     = "signed"
+	TrustSameOrigin = "same-origin"
+)
+
+// Pin returns the digest locked for url and how it was established; ""
+// when l (which may be nil) has no entry.
+func (l *Lock) Pin(url string) (digest, trust string) {
+	if l == nil {
+		return "", ""
+	}
+	digest = l.Pins[url]
+	if digest == "" {
+		return "", ""
+	}
+	if trust = l.Trust[url]; trust == "" {
+		trust = TrustPinned
+	}
+	return digest, trust
+}
+
+// Merge adds the entries of other (read from the file named name) to l.
+// The same URL locked to two digests is an error naming both; the same
+// digest recorded with two trust levels keeps the weaker one, so merging
+// never upgrades trust.
+func (l *Lock) Merge(name string, other *Lock) error {
+	for u, d := range other.Pins {
+		if prev, ok := l.Pins[u]; ok && prev != d {
+			return fmt.Errorf("%s pins %s to %s, but another lock file pins %s", name, u, d, prev)
+		}
+		_, had := l.Pins[u]
+		_, trust := other.Pin(u)
+		if _, prevTrust := l.Pin(u); !had || trustRank(trust) < trustRank(prevTrust) {
+			l.Trust[u] = trust
+		}
+		l.Pins[u] = d
+	}
+	return nil
+}
+
+// Len is the number of pinned URLs; 0 for a nil lock.
+func (l *Lock) Len() int {
+	if l == nil {
+		return 0
+	}
+	return len(l.Pins)
+}
+
+func trustRank(t string) int {
+	switch t {
+	case TrustSameOrigin:
+		return 0
+	case TrustSigned:
+		return 1
+	}
+	return 2
 }
 
 // NewLock returns an empty lock.
@@ -47,6 +111,11 @@ func ParseLock(name string, data []byte) (*Lock, error) {
 		}
 		l.Pins[f[0]] = f[1]
 		if len(f) == 3 {
+			switch f[2] {
+			case TrustPinned, TrustSigned, TrustSameOrigin:
+			default:
+				return nil, fmt.Errorf("%s:%d: trust %q: expected pinned, signed or same-origin", name, n, f[2])
+			}
 			l.Trust[f[0]] = f[2]
 		}
 	}

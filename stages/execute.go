@@ -52,8 +52,9 @@ type Options struct {
 	RequirePinned bool
 	// IdleTimeout fails a download that receives nothing for this long.
 	IdleTimeout time.Duration
-	// Pins are lock-file digests by upstream URL.
-	Pins map[string]string
+	// Pins are the lock files' digests by upstream URL, with the trust
+	// each was recorded with; nil means none.
+	Pins *spec.Lock
 	// Progress shows downloads; nil shows nothing.
 	Progress fetch.Progress
 	// OnLockWait is called once when the run has to wait for the lock.

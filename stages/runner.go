@@ -8,7 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nodeprov/nodeprov/spec"
 	"github.com/nodeprov/nodeprov/stages/containerd"
 	"github.com/nodeprov/nodeprov/stages/download"
 	"github.com/nodeprov/nodeprov/stages/files"
@@ -49,9 +48,11 @@ func firstBoot(o Options) *units.FirstBoot {
 	if !o.FirstBoot || o.Doc == nil {
 		return nil
 	}
-	fb := &units.FirstBoot{Spec: o.Doc.Source}
-	if len(o.Pins) > 0 {
-		fb.Lock = (&spec.Lock{Pins: o.Pins}).Marshal()
+	fb := &units.FirstBoot{Spec: o.Doc.Source, RequirePinned: o.RequirePinned}
+	if o.Pins.Len() > 0 {
+		// Trust and all: first boot holds the same entries to the same
+		// policy as this run.
+		fb.Lock = o.Pins.Marshal()
 	}
 	return fb
 }

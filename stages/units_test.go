@@ -73,12 +73,17 @@ func TestUnitsOffline(t *testing.T) {
 }
 
 // TestFirstBootThroughExecute installs the first-boot unit with the spec's
-// bytes and the run's pins as the lock file.
+// bytes and the run's pins as the lock file, each pin with its trust (a
+// same-origin entry must stay same-origin, or first boot would count it as
+// a pin under --require-pinned).
 func TestFirstBootThroughExecute(t *testing.T) {
 	root := t.TempDir()
 	live := false
 	doc := load(t, unitsSpec)
-	pins := map[string]string{"https://example.com/a.tgz": "sha256:" + strings.Repeat("ab", 32)}
+	const pinned = "https://example.com/a.tgz"
+	pins := spec.NewLock()
+	pins.Pins[pinned] = "sha256:" + strings.Repeat("ab", 32)
+	pins.Trust[pinned] = spec.TrustSameOrigin
 	run := func(mode Mode, only ...string) *Report {
 		return Execute(context.Background(), Options{Mode: mode, Doc: doc, RootDir: root, Live: &live, Stages: only, Pins: pins, FirstBoot: true})
 	}
@@ -104,7 +109,7 @@ func TestFirstBootThroughExecute(t *testing.T) {
 		t.Fatal(err)
 	}
 	parsed, err := spec.ParseLock("nodeprov.lock", lock)
-	if err != nil || len(parsed.Pins) != 1 || parsed.Pins["https://example.com/a.tgz"] != pins["https://example.com/a.tgz"] {
+	if d, trust := parsed.Pin(pinned); err != nil || len(parsed.Pins) != 1 || d != pins.Pins[pinned] || trust != spec.TrustSameOrigin {
 		t.Errorf("installed lock %q: %v %v", lock, parsed, err)
 	}
 	if r := run(ModeCheck, "units"); !r.OK || r.Drift {

@@ -45,6 +45,7 @@ func runCloudInit(ctx context.Context, args []string, s ioSet) int {
 	lockFile := fs.String("lock-file", "", "lock file to ship with the spec (default: nodeprov.lock next to the spec, if present; \"none\" to ship none)")
 	gz := &choiceFlag{v: string(userdata.CompressAuto), values: userdata.Compressions()}
 	fs.Var(gz, "gzip", "`when` to gzip+base64 the spec and lock in write_files: auto (only when the plain output is over --max-size), always, never")
+	requirePinned := fs.Bool("require-pinned", false, "run the first-boot apply with --require-pinned (refuse digests taken only from the artifact's own origin)")
 	maxSize := fs.Int("max-size", userdata.DefaultMaxSize, "largest user data accepted, in bytes (providers cap it; EC2 at 16384); 0 for no limit")
 	pos, code, ok := positional(fs, args, 1)
 	if !ok {
@@ -69,7 +70,7 @@ func runCloudInit(ctx context.Context, args []string, s ioSet) int {
 	}
 	res, err := userdata.Generate(userdata.Options{
 		SpecName: pos[0], Spec: doc.Source, Node: doc.Spec, Lock: lock,
-		BinaryURL: *binURL, BinarySHA256: *binSum, BinaryPath: *binPath,
+		BinaryURL: *binURL, BinarySHA256: *binSum, BinaryPath: *binPath, RequirePinned: *requirePinned,
 		Format: userdata.Format(format.v), Compress: userdata.Compression(gz.v), MaxSize: limit,
 	})
 	var size *userdata.SizeError

@@ -43,8 +43,8 @@ func addDownloadFlags(fs *flag.FlagSet) *downloadFlags {
 
 // pins reads the lock file next to the spec (or --lock-file) and, for an
 // air-gapped cache, the lock file `nodeprov fetch --to` left in it.
-func (d *downloadFlags) pins(specFile string) (map[string]string, error) {
-	pins := map[string]string{}
+func (d *downloadFlags) pins(specFile string) (*spec.Lock, error) {
+	pins := spec.NewLock()
 	var files []string
 	explicit := d.lockFile != "" && d.lockFile != "none"
 	switch {
@@ -68,11 +68,8 @@ func (d *downloadFlags) pins(specFile string) (map[string]string, error) {
 		if err != nil {
 			return nil, err
 		}
-		for u, dg := range lock.Pins {
-			if prev, ok := pins[u]; ok && prev != dg {
-				return nil, fmt.Errorf("%s pins %s to %s, but another lock file pins %s", f, u, dg, prev)
-			}
-			pins[u] = dg
+		if err := pins.Merge(f, lock); err != nil {
+			return nil, err
 		}
 	}
 	return pins, nil
@@ -102,6 +99,7 @@ func runLock(ctx context.Context, args []string, s ioSet) int {
 	out := addOutput(fs)
 	arch := fs.String("arch", "", "comma-separated architectures (default amd64,arm64)")
 	root := fs.String("root", "/", "root that keyring paths are read from")
+	requirePinned := fs.Bool("require-pinned", false, "refuse to lock digests taken only from the artifact's own origin (unsigned checksum files)")
 	pos, code, ok := positional(fs, args, 1)
 	if !ok {
 		return code
@@ -125,7 +123,7 @@ func runLock(ctx context.Context, args []string, s ioSet) int {
 		return exitFailure
 	}
 	defer os.RemoveAll(cache)
-	lock, err := download.Lock(ctx, doc.Spec, keyrings, arches(*arch, spec.Arches()), &fetch.Fetcher{CacheDir: cache, RootCAs: cas})
+	lock, err := download.Lock(ctx, doc.Spec, keyrings, arches(*arch, spec.Arches()), &fetch.Fetcher{CacheDir: cache, RootCAs: cas, RequirePinned: *requirePinned})
 	if err != nil {
 		fmt.Fprintf(s.err, "lock: %v\n", err)
 		return exitFailure

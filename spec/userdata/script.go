@@ -53,7 +53,11 @@ func script(o *Options) string {
 	// created before apply runs so that it never exists with wider modes.
 	w(`nodeprov_report=%s`, ReportPath)
 	w(`mkdir -p %s && : >"$nodeprov_report" && chmod 0600 "$nodeprov_report" || nodeprov_fail "cannot create $nodeprov_report"`, path.Dir(ReportPath))
-	w(`"$nodeprov_bin" apply --no-block -o json %s >"$nodeprov_report" || { nodeprov_rc=$?; echo "nodeprov cloud-init: apply failed with exit code $nodeprov_rc; report: $nodeprov_report" >&2; exit "$nodeprov_rc"; }`, SpecPath)
+	flags := "--no-block -o json"
+	if o.RequirePinned {
+		flags = "--no-block --require-pinned -o json"
+	}
+	w(`"$nodeprov_bin" apply %s %s >"$nodeprov_report" || { nodeprov_rc=$?; echo "nodeprov cloud-init: apply failed with exit code $nodeprov_rc; report: $nodeprov_report" >&2; exit "$nodeprov_rc"; }`, flags, SpecPath)
 	return b.String()
 }
 

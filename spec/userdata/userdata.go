@@ -97,6 +97,8 @@ type Options struct {
 	// BinaryPath is where nodeprov is installed or expected; empty means
 	// DefaultBinaryPath.
 	BinaryPath string
+	// RequirePinned runs the first-boot apply with --require-pinned.
+	RequirePinned bool
 	// Format is the output format; empty means CloudConfig.
 	Format Format
 	// Compress says when to gzip write_files contents; empty means auto.

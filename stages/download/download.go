@@ -54,14 +54,19 @@ func (Stage) Plan(ctx context.Context, env *plan.Env) ([]*plan.Action, error) {
 
 func planArtifact(ctx context.Context, env *plan.Env, rec *install.Record, keyrings map[string]*fetch.Keyring, art spec.Artifact) (*plan.Action, error) {
 	a := &plan.Action{Resource: "download " + art.Name}
-	pinned := install.PinnedDigest(art, env.Pins)
-	if _, ok := rec.Intact(env.Root, art, pinned); ok {
-		a.Op, a.Detail = plan.OpNone, "installed, nothing to fetch"
-		return a, nil
-	}
 	req, err := Request(art, keyrings, env.Pins)
 	if err != nil {
 		return nil, err
+	}
+	// The trust policy first: an artifact installed or cached by an
+	// earlier run is held to this run's policy too.
+	if err := env.Fetcher.Admit(req); err != nil {
+		return nil, err
+	}
+	pinned, _ := install.PinnedDigest(art, env.Pins)
+	if _, ok := rec.Intact(env.Root, art, pinned); ok {
+		a.Op, a.Detail = plan.OpNone, "installed, nothing to fetch"
+		return a, nil
 	}
 	if req.Pinned == nil && req.Signature != nil {
 		// A detached signature covers the artifact's bytes: the digest is
@@ -71,8 +76,7 @@ func planArtifact(ctx context.Context, env *plan.Env, rec *install.Record, keyri
 		a.Detail = art.URL + " (signature " + req.Signature.URL + ")"
 		return withRun(env, art, a, req), nil
 	}
-	want := req.Pinned
-	trust := fetch.TrustPinned
+	want, trust := req.Pinned, req.PinTrust
 	if want == nil {
 		res, err := env.Fetcher.Resolve(ctx, req)
 		if err != nil {
@@ -95,20 +99,15 @@ func planArtifact(ctx context.Context, env *plan.Env, rec *install.Record, keyri
 	a.Op, a.Parallel = plan.OpCreate, true
 	a.Detail = fmt.Sprintf("%s (%s, %s)", art.URL, want, trust)
 	// Verify against the digest resolved now, so a checksum file that
-	// changes between plan and download cannot slip a different artifact in.
-	if req.Pinned == nil {
-		req.Pinned = want
-		req.Checksum = nil
-		pinnedTrust := trust
-		return withRun(env, art, a, req, pinnedTrust), nil
-	}
+	// changes between plan and download cannot slip a different artifact
+	// in; the pin keeps the trust it was resolved with.
+	req.Pinned, req.PinTrust, req.Checksum = want, trust, nil
 	return withRun(env, art, a, req), nil
 }
 
 // withRun makes a download action: fetch, verify, record the cache file for
-// the install stage, and describe what was verified how. trust overrides
-// the fetcher's verdict when the digest was resolved during planning.
-func withRun(env *plan.Env, art spec.Artifact, a *plan.Action, req fetch.Request, trust ...string) *plan.Action {
+// the install stage, and describe what was verified how.
+func withRun(env *plan.Env, art spec.Artifact, a *plan.Action, req fetch.Request) *plan.Action {
 	var got fetch.Result
 	a.Run = func(ctx context.Context) error {
 		results, err := env.Fetcher.Fetch(ctx, []fetch.Request{req})
@@ -116,9 +115,6 @@ func withRun(env *plan.Env, art spec.Artifact, a *plan.Action, req fetch.Request
 			return err
 		}
 		got = results[0]
-		if len(trust) > 0 {
-			got.Trust = trust[0]
-		}
 		if got.KeyExpired {
 			env.Warnf("%s: signed by %s, whose key has expired (allowed by allowExpired)", art.Name, got.SignedBy)
 		}
@@ -177,14 +173,14 @@ func sha256Of(f *fetch.Fetcher, d fetch.Digest, path string) (string, error) {
 // Request turns an expanded artifact into a fetch request: pinned by the
 // spec or the lock file when possible, otherwise verified through its
 // checksum file and signatures.
-func Request(art spec.Artifact, keyrings map[string]*fetch.Keyring, pins map[string]string) (fetch.Request, error) {
+func Request(art spec.Artifact, keyrings map[string]*fetch.Keyring, pins *spec.Lock) (fetch.Request, error) {
 	req := fetch.Request{URL: art.URL, MaxSize: art.MaxSize}
-	if pin := install.PinnedDigest(art, pins); pin != "" {
+	if pin, trust := install.PinnedDigest(art, pins); pin != "" {
 		d, err := fetch.ParseDigest(pin)
 		if err != nil {
 			return req, err
 		}
-		req.Pinned = &d
+		req.Pinned, req.PinTrust = &d, trust
 	}
 	sig := func(ref *spec.SignatureRef) (*fetch.SignatureSource, error) {
 		if ref == nil {
@@ -276,7 +272,7 @@ func Lock(ctx context.Context, n *spec.Node, keyrings map[string]*fetch.Keyring,
 // FillCache downloads every artifact for each architecture into the
 // fetcher's cache (`nodeprov fetch --to DIR`) and returns the lock of what
 // it verified, which an air-gapped apply uses to need no network at all.
-func FillCache(ctx context.Context, n *spec.Node, keyrings map[string]*fetch.Keyring, arches []string, pins map[string]string, f *fetch.Fetcher) (*spec.Lock, []fetch.Result, error) {
+func FillCache(ctx context.Context, n *spec.Node, keyrings map[string]*fetch.Keyring, arches []string, pins *spec.Lock, f *fetch.Fetcher) (*spec.Lock, []fetch.Result, error) {
 	lock := spec.NewLock()
 	var reqs []fetch.Request
 	var arts []spec.Artifact

@@ -108,14 +108,14 @@ func inSpec(arts []spec.Artifact, name string) bool {
 }
 
 // PinnedDigest is the digest the spec or the lock file pins for art, or "".
-func PinnedDigest(art spec.Artifact, pins map[string]string) string {
+func PinnedDigest(art spec.Artifact, pins *spec.Lock) (digest, trust string) {
 	switch {
 	case art.SHA256 != "":
-		return "sha256:" + art.SHA256
+		return "sha256:" + art.SHA256, spec.TrustPinned
 	case art.SHA512 != "":
-		return "sha512:" + art.SHA512
+		return "sha512:" + art.SHA512, spec.TrustPinned
 	}
-	return pins[art.Upstream]
+	return pins.Pin(art.Upstream)
 }
 
 // recordFunc records what an artifact installed, for the install record.
@@ -123,7 +123,8 @@ type recordFunc func(name string, r ArtifactRecord)
 
 func planArtifact(env *plan.Env, old *Record, setRecord recordFunc, art spec.Artifact) (*plan.Action, error) {
 	a := &plan.Action{Resource: "install " + art.Name, Paths: targets(art.Install)}
-	if rec, ok := old.Intact(env.Root, art, PinnedDigest(art, env.Pins)); ok {
+	pinned, _ := PinnedDigest(art, env.Pins)
+	if rec, ok := old.Intact(env.Root, art, pinned); ok {
 		setRecord(art.Name, rec)
 		a.Op, a.Detail, a.Paths = plan.OpNone, fmt.Sprintf("%d files from %s", len(rec.Files), short(rec.Digest)), nil
 		return a, nil

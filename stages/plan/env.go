@@ -46,8 +46,9 @@ type Env struct {
 	Artifacts []spec.Artifact
 	// Fetcher downloads and verifies artifacts into the cache.
 	Fetcher *fetch.Fetcher
-	// Pins are digests from the lock file, by upstream URL.
-	Pins map[string]string
+	// Pins are digests from the lock files, by upstream URL, with the
+	// trust each was recorded with (nil: none).
+	Pins *spec.Lock
 
 	mu      sync.Mutex
 	fetched map[string]Fetched

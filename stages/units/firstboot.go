@@ -34,14 +34,17 @@ type FirstBoot struct {
 	// no pins, and a lock file left there by an earlier run is removed so
 	// that first boot does not verify against stale digests.
 	Lock []byte
+	// RequirePinned makes the first-boot apply refuse same-origin digests
+	// too (the image build's --require-pinned holds on the booted host).
+	RequirePinned bool
 }
 
 // firstBootUnit is the unit the stage adds for FirstBoot: enabled, and
 // never started, stopped or restarted by the stage (it runs nodeprov, so a
 // restart from inside a run would wait for this run's lock forever).
-func firstBootUnit() spec.Unit {
+func (fb *FirstBoot) unit() spec.Unit {
 	on := true
-	return spec.Unit{Name: FirstBootUnitName, Contents: string(FirstBootUnit(FirstBootBinary, FirstBootSpec)), Enabled: &on}
+	return spec.Unit{Name: FirstBootUnitName, Contents: string(FirstBootUnit(FirstBootBinary, FirstBootSpec, fb.RequirePinned)), Enabled: &on}
 }
 
 // firstBootFiles plans the binary, the spec and the lock file of FirstBoot.
@@ -194,8 +197,9 @@ const (
 // FirstBootUnit renders nodeprov-firstboot.service for golden images: the
 // image build applies the spec offline (files, links, deferred live steps)
 // and seals the image; this unit runs the live parts once the image boots,
-// `nodeprov apply --no-block -o json SPEC`. nodeprovPath and specPath are
-// absolute paths as the booted host sees them.
+// `nodeprov apply --no-block -o json SPEC` (with --require-pinned when
+// requirePinned). nodeprovPath and specPath are absolute paths as the
+// booted host sees them.
 //
 // When it runs: on systemd's first boot (ConditionFirstBoot: /etc/machine-id
 // was missing or "uninitialized", which is what `nodeprov seal` leaves), or
@@ -221,7 +225,11 @@ const (
 // /var/lib/nodeprov, which `seal` or an image cleanup may have removed.
 // StateDirectory= then creates /var/lib/nodeprov for the stamp, which is
 // written by `touch` found in systemd's fixed search path (systemd 239).
-func FirstBootUnit(nodeprovPath, specPath string) []byte {
+func FirstBootUnit(nodeprovPath, specPath string, requirePinned bool) []byte {
+	flags := "--no-block -o json"
+	if requirePinned {
+		flags = "--no-block --require-pinned -o json"
+	}
 	var b strings.Builder
 	b.WriteString(plan.ManagedHeader)
 	fmt.Fprintf(&b, `[Unit]
@@ -236,7 +244,7 @@ Before=containerd.service kubelet.service
 [Service]
 Type=oneshot
 RemainAfterExit=yes
-ExecStart=%s apply --no-block -o json %s
+ExecStart=%s apply %s %s
 ExecStartPost=touch %s
 StandardOutput=append:%s
 StandardError=journal
@@ -245,6 +253,6 @@ TimeoutStartSec=1h
 
 [Install]
 WantedBy=multi-user.target
-`, FirstBootStamp, execArg(nodeprovPath), execArg(specPath), FirstBootStamp, FirstBootReport)
+`, FirstBootStamp, execArg(nodeprovPath), flags, execArg(specPath), FirstBootStamp, FirstBootReport)
 	return []byte(b.String())
 }

@@ -16,15 +16,18 @@ import (
 func TestFirstBootUnit(t *testing.T) {
 	tests := []struct {
 		name, nodeprov, spec, execStart string
+		requirePinned                   bool
 	}{
 		{name: "plain", nodeprov: "/usr/local/bin/nodeprov", spec: "/etc/nodeprov/node.yaml",
 			execStart: "/usr/local/bin/nodeprov apply --no-block -o json /etc/nodeprov/node.yaml"},
 		{name: "quoted", nodeprov: "/opt/node prov/nodeprov", spec: "/etc/nodeprov/50%$x.yaml",
 			execStart: `"/opt/node prov/nodeprov" apply --no-block -o json /etc/nodeprov/50%%$$x.yaml`},
+		{name: "require pinned", nodeprov: "/usr/local/bin/nodeprov", spec: "/etc/nodeprov/node.yaml", requirePinned: true,
+			execStart: "/usr/local/bin/nodeprov apply --no-block --require-pinned -o json /etc/nodeprov/node.yaml"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			data := FirstBootUnit(tc.nodeprov, tc.spec)
+			data := FirstBootUnit(tc.nodeprov, tc.spec, tc.requirePinned)
 			f, err := parseStrict(FirstBootUnitName, data, false)
 			if err != nil {
 				t.Fatalf("first-boot unit does not parse: %v\n%s", err, data)
@@ -104,7 +107,7 @@ func TestFirstBootOffline(t *testing.T) {
 		FirstBootBinary: {"nodeprov v1\n", 0o755},
 		FirstBootSpec:   {"kind: Node\n", 0o600},
 		FirstBootLock:   {"https://x/y sha256:00\n", 0o644},
-		"/etc/systemd/system/" + FirstBootUnitName: {string(FirstBootUnit(FirstBootBinary, FirstBootSpec)), 0o644},
+		"/etc/systemd/system/" + FirstBootUnitName: {string(FirstBootUnit(FirstBootBinary, FirstBootSpec, false)), 0o644},
 	} {
 		st, err := os.Stat(filepath.Join(dir, p))
 		data, _ := os.ReadFile(filepath.Join(dir, p))

@@ -183,7 +183,7 @@ func (p *planner) resolveAll() ([]*unitPlan, error) {
 		if slices.ContainsFunc(n.Units, func(u spec.Unit) bool { return u.Name == FirstBootUnitName }) {
 			return nil, fmt.Errorf("unit %s is nodeprov's own first-boot unit, installed when asked for; remove it from the spec", FirstBootUnitName)
 		}
-		up, err := p.resolve(firstBootUnit(), "first-boot unit", false)
+		up, err := p.resolve(p.s.FirstBoot.unit(), "first-boot unit", false)
 		if err != nil {
 			return nil, err
 		}
