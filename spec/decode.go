@@ -270,7 +270,8 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string, depth int) 
 }
 
 // decodeAny decodes free-form data (runtime options), after checking that
-// the subtree is of reasonable size and has no merge keys.
+// the subtree is of reasonable size; the YAML library resolves its merge
+// keys.
 func (d *decoder) decodeAny(n *yaml.Node, v reflect.Value, path string, depth int) {
 	if !d.walkFree(n, path, depth) {
 		return
@@ -297,11 +298,7 @@ func (d *decoder) walkFree(n *yaml.Node, path string, depth int) bool {
 		d.sink.addDecode(Pos{n.Line, n.Column}, path, "nesting deeper than %d levels", maxDepth)
 		return false
 	}
-	for i, c := range n.Content {
-		if n.Kind == yaml.MappingNode && i%2 == 0 && c.Tag == "!!merge" {
-			d.sink.addDecode(Pos{c.Line, c.Column}, path, "merge keys (<<) are not supported; write the keys out")
-			return false
-		}
+	for _, c := range n.Content {
 		if !d.walkFree(c, path, depth+1) {
 			return false
 		}
@@ -315,14 +312,9 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string, depth
 		return
 	}
 	fields := d.fieldsOf(v.Type())
-	seen := map[string]*yaml.Node{}
 	values := map[string]*yaml.Node{}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, val := n.Content[i], n.Content[i+1]
-		key, ok := d.mapKey(k, path, seen)
-		if !ok {
-			continue
-		}
+	for _, kv := range d.pairs(n, path, depth) {
+		key, k, val := kv.key, kv.k, kv.v
 		values[key] = val
 		f := lookupField(fields, key)
 		if f == nil {
@@ -357,13 +349,8 @@ func (d *decoder) decodeMap(n *yaml.Node, v reflect.Value, path string, depth in
 	if v.IsNil() {
 		v.Set(reflect.MakeMap(v.Type()))
 	}
-	seen := map[string]*yaml.Node{}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, val := n.Content[i], n.Content[i+1]
-		key, ok := d.mapKey(k, path, seen)
-		if !ok {
-			continue
-		}
+	for _, kv := range d.pairs(n, path, depth) {
+		key, k, val := kv.key, kv.k, kv.v
 		d.keyPos[keyPath(path, key)] = Pos{k.Line, k.Column}
 		elem := reflect.New(v.Type().Elem()).Elem()
 		d.decode(val, elem, keyPath(path, key), depth+1)
@@ -371,18 +358,93 @@ func (d *decoder) decodeMap(n *yaml.Node, v reflect.Value, path string, depth in
 	}
 }
 
-// mapKey checks one mapping key: a plain scalar, not a merge key, not a
-// duplicate. It records the key in seen.
-func (d *decoder) mapKey(k *yaml.Node, path string, seen map[string]*yaml.Node) (string, bool) {
-	for k.Kind == yaml.AliasNode {
-		k = k.Alias
+// pair is one key of a mapping with its value.
+type pair struct {
+	key  string
+	k, v *yaml.Node
+}
+
+// pairs returns the keys of mapping n in order, with YAML merge keys
+// resolved as the merge-key type defines them (and as cloud-init and
+// compose files use them): `<<: *base` or `<<: [*a, *b]` adds the keys of
+// the referenced mappings that n does not set itself, earlier mappings
+// winning over later ones, recursively. A merged key keeps its own node,
+// so a diagnostic about it points at the line where the value is written
+// (the anchor), not at the `<<`. Explicit duplicates are errors; every
+// pair counts against the node budget, so merges cannot multiply work.
+func (d *decoder) pairs(n *yaml.Node, path string, depth int) []pair {
+	var out, merges []pair
+	seen := map[string]*yaml.Node{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, val := n.Content[i], n.Content[i+1]
+		for k.Kind == yaml.AliasNode {
+			k = k.Alias
+		}
+		if k.Kind == yaml.ScalarNode && k.Tag == "!!merge" {
+			merges = append(merges, pair{k: k, v: val})
+			continue
+		}
+		key, ok := d.mapKey(k, path, seen)
+		if ok {
+			out = append(out, pair{key, k, val})
+		}
 	}
+	for _, m := range merges {
+		for _, src := range d.mergeSources(m.k, m.v, path) {
+			if depth > maxDepth {
+				d.sink.addDecode(Pos{m.k.Line, m.k.Column}, path, "merge keys nested deeper than %d levels", maxDepth)
+				return out
+			}
+			for _, kv := range d.pairs(src, path, depth+1) {
+				if d.budget--; d.budget < 0 {
+					if d.budget == -1 {
+						d.sink.addDecode(Pos{m.k.Line, m.k.Column}, path, "spec expands to more than %d YAML nodes (merge keys?)", maxNodes)
+					}
+					return out
+				}
+				if _, set := seen[kv.key]; !set {
+					seen[kv.key] = kv.k
+					out = append(out, kv)
+				}
+			}
+		}
+	}
+	return out
+}
+
+// mergeSources returns the mappings a merge key's value names: one mapping
+// or a list of them, each usually an alias.
+func (d *decoder) mergeSources(k, val *yaml.Node, path string) []*yaml.Node {
+	deref := func(n *yaml.Node) *yaml.Node {
+		for n.Kind == yaml.AliasNode {
+			n = n.Alias
+		}
+		return n
+	}
+	val = deref(val)
+	var srcs []*yaml.Node
+	switch val.Kind {
+	case yaml.MappingNode:
+		srcs = append(srcs, val)
+	case yaml.SequenceNode:
+		for _, item := range val.Content {
+			if item = deref(item); item.Kind != yaml.MappingNode {
+				d.sink.addDecode(Pos{item.Line, item.Column}, path, "a merge key (<<) takes a mapping or a list of mappings, got %s in the list", describe(item))
+				return nil
+			}
+			srcs = append(srcs, item)
+		}
+	default:
+		d.sink.addDecode(Pos{k.Line, k.Column}, path, "a merge key (<<) takes a mapping or a list of mappings, got %s", describe(val))
+	}
+	return srcs
+}
+
+// mapKey checks one mapping key: a plain scalar, not a duplicate. It
+// records the key in seen.
+func (d *decoder) mapKey(k *yaml.Node, path string, seen map[string]*yaml.Node) (string, bool) {
 	if k.Kind != yaml.ScalarNode {
 		d.sink.addDecode(Pos{k.Line, k.Column}, path, "mapping keys must be plain strings")
-		return "", false
-	}
-	if k.Tag == "!!merge" {
-		d.sink.addDecode(Pos{k.Line, k.Column}, path, "merge keys (<<) are not supported; write the keys out")
 		return "", false
 	}
 	if prev, dup := seen[k.Value]; dup {

@@ -79,12 +79,37 @@ func TestDiagnostics(t *testing.T) {
 			[]string{`downloads[0].signature.keyring: keyring "runc" is not defined in keyrings`}},
 		{"relative path", header + "files:\n- path: etc/x\n",
 			[]string{`4:9: files[0].path: path "etc/x" must be absolute`}},
+		{"file under /proc/sys", header + "files:\n- path: /proc/sys/net/ipv4/ip_forward\n  contents: \"1\"\n",
+			[]string{`4:9: files[0].path: /proc/sys/net/ipv4/ip_forward is inside /proc, a kernel API filesystem: in an image root it is hidden at boot, on a live host it is a kernel interface; set kernel parameters with kernel.sysctl (net.ipv4.ip_forward: ...)`}},
+		{"file under /sys", header + "files:\n- path: /sys/kernel/mm/transparent_hugepage/enabled\n",
+			[]string{`4:9: files[0].path: /sys/kernel/mm/transparent_hugepage/enabled is inside /sys`}},
+		{"file under /dev", header + "files:\n- {path: /dev/kvm, type: directory}\n",
+			[]string{`4:10: files[0].path: /dev/kvm is inside /dev`}},
+		{"/proc itself", header + "files:\n- {path: /proc, type: directory}\n",
+			[]string{`files[0].path: /proc is inside /proc`}},
+		{"download into /sys", header + "downloads:\n- {url: https://h/x, sha256: " + strings.Repeat("a", 64) + ", path: /sys/x}\n",
+			[]string{`downloads[0].path: /sys/x is inside /sys`}},
+		{"archive member into /dev", header + "downloads:\n- url: https://h/x.tgz\n  sha256: " + strings.Repeat("a", 64) + "\n  extract: {files: {bin/x: /dev/x}}\n",
+			[]string{`6:28: downloads[0].extract.files["bin/x"]: /dev/x is inside /dev`}},
+		{"component into /proc", header + "components:\n  runc: {version: 1.3.0, path: /proc/runc}\n",
+			[]string{`components.runc.path: /proc/runc is inside /proc`}},
+		{"not an API filesystem", header + "files:\n- {path: /devices/x, contents: x}\n- {path: /system/x, contents: x}\n- {path: /process, contents: x}\n",
+			nil},
 		{"unclean path", header + "files:\n- path: /etc/../x\n",
 			[]string{`path "/etc/../x" is not clean`}},
 		{"bad patch", header + "containerd:\n  patch: \"[x\"\n",
 			[]string{`containerd.patch: patch is not valid TOML`}},
-		{"merge key", header + "x: &a {name: n}\nmetadata:\n  <<: *a\n",
-			[]string{`3:1: : unknown key "x"`, `5:3: metadata: merge keys (<<) are not supported`}},
+		{"merge keys", header + "files:\n- &f {path: /a, mode: \"0600\", contents: x}\n- <<: *f\n  path: /b\n- {<<: [{owner: root}, *f], path: /c}\n",
+			nil},
+		// A merged value's diagnostic points where the value is written.
+		{"merged value error at the anchor", header + "files:\n- &f {path: /a, mode: 0644}\n- <<: *f\n  path: /b\n",
+			[]string{`4:23: files[0].mode: file mode must be a quoted octal string`, `4:23: files[1].mode: file mode must be a quoted octal string`}},
+		{"merged key overridden, unknown key from the anchor", header + "files:\n- &f {path: /a, contnets: x}\n- {<<: *f, path: /b}\n",
+			[]string{`4:17: files[0]: unknown key "contnets"`, `4:17: files[1]: unknown key "contnets"`}},
+		{"merge of a scalar", header + "metadata:\n  <<: name\n",
+			[]string{`4:3: metadata: a merge key (<<) takes a mapping or a list of mappings, got a string "name"`}},
+		{"explicit duplicate next to a merge", header + "metadata: &m {name: a}\nkernel:\n  <<: {modules: [x]}\n  modules: [y]\n  modules: [z]\n",
+			[]string{`7:3: kernel: duplicate key "modules" (first defined at line 6)`}},
 		{"syntax error", header + "kernel:\n  modules: [a\n",
 			[]string{`YAML syntax:`}},
 		{"two documents", header + "---\n" + header,
@@ -245,6 +270,21 @@ func TestAliasBomb(t *testing.T) {
 	if len(got) == 0 {
 		t.Fatal("alias bomb was accepted")
 	}
+	if !strings.Contains(strings.Join(got, "\n"), "more than 200000 YAML nodes") {
+		t.Errorf("want a node budget error, got:\n%s", strings.Join(got, "\n"))
+	}
+}
+
+// Merge keys cannot multiply work either: nine levels of mappings that
+// each merge the previous level ten times would be 10^9 pair visits.
+func TestMergeKeyBomb(t *testing.T) {
+	var b strings.Builder
+	b.WriteString(header + "files:\n- &f0 {path: /f0, contents: x, mode: \"0644\", owner: root}\n")
+	for i := 1; i < 10; i++ {
+		refs := strings.TrimSuffix(strings.Repeat(fmt.Sprintf("*f%d, ", i-1), 10), ", ")
+		fmt.Fprintf(&b, "- &f%d {<<: [%s], path: /f%d}\n", i, refs, i)
+	}
+	got := diags(t, b.String())
 	if !strings.Contains(strings.Join(got, "\n"), "more than 200000 YAML nodes") {
 		t.Errorf("want a node budget error, got:\n%s", strings.Join(got, "\n"))
 	}

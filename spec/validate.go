@@ -182,25 +182,25 @@ func (v *validator) components(c *Components, keyrings map[string]Keyring) {
 	var rels []rel
 	if c.Containerd != nil {
 		rels = append(rels, rel{"containerd", &c.Containerd.Release, semver, "2.1.4"})
-		v.absPath("components.containerd.installDir", c.Containerd.InstallDir)
+		v.targetPath("components.containerd.installDir", c.Containerd.InstallDir)
 	}
 	if c.Runc != nil {
 		rels = append(rels, rel{"runc", &c.Runc.Release, semverPre, "1.3.0"})
-		v.absPath("components.runc.path", c.Runc.Path)
+		v.targetPath("components.runc.path", c.Runc.Path)
 		v.keyringRef("components.runc.keyring", c.Runc.Keyring, keyrings)
 	}
 	if c.CNI != nil {
 		rels = append(rels, rel{"cni", &c.CNI.Release, semver, "1.7.1"})
-		v.absPath("components.cni.installDir", c.CNI.InstallDir)
+		v.targetPath("components.cni.installDir", c.CNI.InstallDir)
 		v.names("components.cni.plugins", "CNI plugin", c.CNI.Plugins, CNIPlugins)
 	}
 	if c.GVisor != nil {
 		rels = append(rels, rel{"gvisor", &c.GVisor.Release, gvisorVersion, "20250512"})
-		v.absPath("components.gvisor.installDir", c.GVisor.InstallDir)
+		v.targetPath("components.gvisor.installDir", c.GVisor.InstallDir)
 	}
 	if c.Crictl != nil {
 		rels = append(rels, rel{"crictl", &c.Crictl.Release, semver, "1.33.0"})
-		v.absPath("components.crictl.installDir", c.Crictl.InstallDir)
+		v.targetPath("components.crictl.installDir", c.Crictl.InstallDir)
 	}
 	for _, r := range rels {
 		p := "components." + r.name
@@ -435,7 +435,7 @@ func (v *validator) downloads(ds []Download, keyrings map[string]Keyring) {
 		case d.Path != "" && d.Extract != nil:
 			v.errf(p, "set one of path and extract, not both")
 		case d.Path != "":
-			v.absPath(p+".path", d.Path)
+			v.targetPath(p+".path", d.Path)
 			v.claim(p+".path", d.Path)
 		default:
 			if d.Mode != "" {
@@ -456,7 +456,7 @@ func (v *validator) extract(p string, e *Extract) {
 	case len(e.Files) > 0 && e.To != "":
 		v.errf(p, "set one of files and to, not both")
 	case e.To != "":
-		v.absPath(p+".to", e.To)
+		v.targetPath(p+".to", e.To)
 		for i, m := range e.Include {
 			v.member(indexPath(p+".include", i), m)
 		}
@@ -467,7 +467,7 @@ func (v *validator) extract(p string, e *Extract) {
 		for _, member := range sortedKeys(e.Files) {
 			mp := keyPath(p+".files", member)
 			v.member(mp, member)
-			v.absPath(mp, e.Files[member])
+			v.targetPath(mp, e.Files[member])
 			v.claim(mp, e.Files[member])
 		}
 	}
@@ -600,6 +600,34 @@ func (v *validator) absPath(p, s string) {
 	}
 }
 
+// targetPath checks a path nodeprov writes: absPath, and not inside a
+// kernel API filesystem. /proc, /sys and /dev are mounted over whatever an
+// image root has there (a file written into the image is hidden at boot),
+// and on a live root they are kernel interfaces, not files to converge.
+func (v *validator) targetPath(p, s string) {
+	v.absPath(p, s)
+	for _, api := range []string{"/proc", "/sys", "/dev"} {
+		if s != api && !strings.HasPrefix(s, api+"/") {
+			continue
+		}
+		hint := "nodeprov writes files, not kernel interfaces"
+		switch {
+		case s == "/proc/sys" || strings.HasPrefix(s, "/proc/sys/"):
+			key := strings.ReplaceAll(strings.TrimPrefix(strings.TrimPrefix(s, "/proc/sys"), "/"), "/", ".")
+			hint = "set kernel parameters with kernel.sysctl"
+			if key != "" {
+				hint += fmt.Sprintf(" (%s: ...)", key)
+			}
+		case strings.HasPrefix(s, "/sys/module/"):
+			hint = "load modules with kernel.modules and set their options in a file under /etc/modprobe.d"
+		case api == "/dev":
+			hint = "device nodes come from the kernel and udev; configure udev under /etc/udev/rules.d"
+		}
+		v.errf(p, "%s is inside %s, a kernel API filesystem: in an image root it is hidden at boot, on a live host it is a kernel interface; %s", s, api, hint)
+		return
+	}
+}
+
 // Linux limits: PATH_MAX (including the terminating NUL) and NAME_MAX.
 const (
 	maxPathLen = 4095
@@ -676,8 +704,8 @@ func (v *validator) containerd(c *Containerd) {
 			v.errf(p+".cni.subnet", "invalid subnet %q: expected CIDR notation such as 10.88.0.0/16", c.CNI.Subnet)
 		}
 	}
-	v.absPath(p+".cni.binDir", c.CNI.BinDir)
-	v.absPath(p+".cni.confDir", c.CNI.ConfDir)
+	v.targetPath(p+".cni.binDir", c.CNI.BinDir)
+	v.targetPath(p+".cni.confDir", c.CNI.ConfDir)
 }
 
 var (
@@ -690,7 +718,7 @@ func (v *validator) files(fs []File) {
 	seen := map[string]int{}
 	for i, f := range fs {
 		p := indexPath("files", i)
-		v.absPath(p+".path", f.Path)
+		v.targetPath(p+".path", f.Path)
 		if j, dup := seen[f.Path]; dup && f.Path != "" {
 			v.errf(p+".path", "%s is also declared by files[%d]", f.Path, j)
 		}

@@ -35,6 +35,9 @@ func (Stage) Plan(ctx context.Context, env *plan.Env) ([]*plan.Action, error) {
 	declared := map[string]bool{}
 	for _, f := range env.Spec.Files {
 		declared[f.Path] = true
+		if dir := volatileDir(f.Path); dir != "" && !env.Live {
+			env.Warnf("files: %s is under %s, which is emptied at boot (tmpfs or cleaned by systemd-tmpfiles): written into this image root, it will not be there on the booted host; use a tmpfiles.d entry or a unit to create it at boot", f.Path, dir)
+		}
 		a, err := planSpecFile(env.Root, f)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", f.Path, err)
@@ -46,6 +49,17 @@ func (Stage) Plan(ctx context.Context, env *plan.Env) ([]*plan.Action, error) {
 		return nil, err
 	}
 	return append(actions, generated...), nil
+}
+
+// volatileDir returns the directory of p that does not survive a boot
+// (/run, /tmp, /var/run), or "".
+func volatileDir(p string) string {
+	for _, dir := range []string{"/run", "/tmp", "/var/run"} {
+		if p == dir || strings.HasPrefix(p, dir+"/") {
+			return dir
+		}
+	}
+	return ""
 }
 
 // containerdFiles plans the files that belong with a managed containerd:
