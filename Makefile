@@ -38,6 +38,7 @@ test: deps build
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $(GO_DIRS))" || { gofmt -l $(GO_DIRS); echo "gofmt needed"; exit 1; }
 	NODEPROV_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 60m ./...
+	$(MAKE) --no-print-directory fuzz FUZZTIME=$(TEST_FUZZTIME)
 
 unit:
 	$(GO) test -count=1 $$($(GO) list ./... | grep -v /e2e)
@@ -80,6 +81,9 @@ soak: build
 # leaves CPUs free. New crashers are written to the package's
 # testdata/fuzz/<target>/: commit them with the fix.
 FUZZTIME    ?= 30s
+# make test runs every fuzz target this long (after the seed corpora and
+# committed crashers, which plain go test runs), so a regression shows in CI.
+TEST_FUZZTIME ?= 5s
 FUZZ_TARGETS := ./spec:FuzzLoad ./fetch:FuzzParseChecksums ./stages/archive:FuzzPlan \
 	./stages/archive:FuzzSelect ./stages/containerd:FuzzMergePatch
 

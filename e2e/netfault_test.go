@@ -24,6 +24,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // This file runs network faults through the real binary, all on loopback:
@@ -587,13 +589,18 @@ func TestNetworkFaults(t *testing.T) {
 
 	run("body longer than Content-Length", func(t *testing.T, n *netRun) func(*testing.T) string {
 		s := startFault(t, "127.0.0.1:0", nil, func(w http.ResponseWriter, r *http.Request, _ int) {
-			rawResponse(w, len(data), append(append([]byte(nil), data...), bytes.Repeat([]byte("EXTRA"), 1000)...), false)
+			rawResponse(w, len(data), append(append([]byte(nil), data...), bytes.Repeat([]byte("EXTRA\x00\x1b[2J\xff"), 500)...), false)
 		})
 		n.start(t, s.URL+"/tool", sha, "", false)
 		return func(t *testing.T) string {
 			r, _ := n.wait(t)
 			n.installed(t, r, data)
-			return "installed exactly Content-Length bytes (the pinned ones); the 5000 extra bytes were dropped"
+			// net/http's "Unsolicited response ..." log line, quoting the
+			// server's extra bytes, never reaches nodeprov's output.
+			if out := r.output(); strings.Contains(out, "Unsolicited") || !printableText(out) {
+				t.Errorf("output carries net/http's log line or raw bytes:\n%q", out)
+			}
+			return "installed exactly Content-Length bytes (the pinned ones); the 5500 extra bytes were dropped, no raw byte in the output"
 		}
 	})
 
@@ -867,4 +874,18 @@ func TestNetworkFaults(t *testing.T) {
 	for _, c := range cases {
 		table.run(t, c.name, false, c.check)
 	}
+}
+
+// printableText reports whether s is valid UTF-8 with no control
+// characters but newline and tab.
+func printableText(s string) bool {
+	if !utf8.ValidString(s) {
+		return false
+	}
+	for _, r := range s {
+		if r != '\n' && r != '\t' && !unicode.IsPrint(r) {
+			return false
+		}
+	}
+	return true
 }

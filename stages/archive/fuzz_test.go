@@ -92,7 +92,7 @@ func checkMembers(t *testing.T, sel Selection, lim Limits, members []Member) {
 		}
 		total += m.Size
 		if sel.To != "" {
-			if !strings.HasPrefix(m.Target, sel.To+"/") || path.Clean(m.Target) != m.Target {
+			if !strictlyUnder(m.Target, sel.To) || path.Clean(m.Target) != m.Target {
 				t.Fatalf("member %q target %s escapes %s", n, m.Target, sel.To)
 			}
 		} else if sel.Files[n] != m.Target {
@@ -105,4 +105,13 @@ func checkMembers(t *testing.T, sel Selection, lim Limits, members []Member) {
 	if sel.Files != nil && len(members) != len(sel.Files) {
 		t.Fatalf("got %d members for %d files", len(members), len(sel.Files))
 	}
+}
+
+// strictlyUnder reports whether p is below dir (both clean and absolute);
+// dir "/" has every other absolute path below it.
+func strictlyUnder(p, dir string) bool {
+	if dir == "/" {
+		return p != "/" && strings.HasPrefix(p, "/")
+	}
+	return strings.HasPrefix(p, dir+"/")
 }
