@@ -105,7 +105,7 @@ func newContainerd2Env(t *testing.T, containerdBin, ctrBin string) *containerdEn
 		t.Fatal(err)
 	}
 	e := &containerdEnv{dir: dir, root: dir + "/root", state: dir + "/state", address: dir + "/c.sock",
-		containerdBin: containerdBin, ctrBin: ctrBin}
+		containerdBin: containerdBin, ctrBin: ctrBin, privateRun: true}
 	t.Cleanup(func() {
 		e.stop(t)
 		if err := os.RemoveAll(dir); err != nil {

@@ -23,8 +23,14 @@ type containerdEnv struct {
 	// containerdBin and ctrBin are the binaries run: Debian's on PATH, or
 	// containerd 2.x built for the test.
 	containerdBin, ctrBin string
-	cmd                   *exec.Cmd
-	log                   *os.File
+	// privateRun starts containerd in a mount namespace of its own with a
+	// fresh tmpfs on /run: containerd 2.x creates /run/containerd at start
+	// whatever its configured state directory, and a test must leave the
+	// host's /run as it found it. Only for a containerd that runs no
+	// containers (ctr's FIFOs live in the caller's /run).
+	privateRun bool
+	cmd        *exec.Cmd
+	log        *os.File
 }
 
 func newContainerdEnv(t *testing.T) *containerdEnv {
@@ -53,6 +59,10 @@ func (e *containerdEnv) start(t *testing.T, config string) {
 		t.Fatal(err)
 	}
 	e.cmd = exec.Command(e.containerdBin, "--config", config)
+	if e.privateRun {
+		e.cmd = exec.Command("unshare", "--mount", "--propagation", "private", "--",
+			"sh", "-c", `mount -t tmpfs -o mode=0755 nodeprov-test-run /run && exec "$0" "$@"`, e.containerdBin, "--config", config)
+	}
 	e.cmd.Stdout, e.cmd.Stderr = e.log, e.log
 	e.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := e.cmd.Start(); err != nil {
