@@ -242,7 +242,11 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string, depth int) 
 	case reflect.String:
 		if n.Kind != yaml.ScalarNode || n.Tag != "!!str" {
 			if n.Kind == yaml.ScalarNode {
-				d.sink.addDecode(Pos{n.Line, n.Column}, path, "expected a string, got %s %s; quote it if it is meant as text", tagName(n.Tag), n.Value)
+				value := n.Value
+				if IsSecretKey(path[strings.LastIndexByte(path, '.')+1:]) {
+					value = Redacted
+				}
+				d.sink.addDecode(Pos{n.Line, n.Column}, path, "expected a string, got %s %s; quote it if it is meant as text", tagName(n.Tag), value)
 				return
 			}
 			d.typeError(n, path, "a string")

@@ -67,12 +67,25 @@ func (ds *Diagnostics) Pretty() string {
 		if d.Line < 1 || d.Line > len(src) {
 			continue
 		}
-		line, col := window(strings.TrimRight(src[d.Line-1], "\r"), d.Column)
+		// The quoted line goes through Redact like the message: the
+		// caret may point at a URL with credentials or a password.
+		line, col := window(redactLine(strings.TrimRight(src[d.Line-1], "\r"), d.Column))
 		gutter := fmt.Sprintf("%5d | ", d.Line)
 		fmt.Fprintf(&b, "%s%s\n", gutter, line)
 		fmt.Fprintf(&b, "%s| %s^\n", strings.Repeat(" ", len(gutter)-2), caretPad(line, col))
 	}
 	return b.String()
+}
+
+// redactLine redacts a source line and returns the caret's column (1-based,
+// in runes) in the redacted line.
+func redactLine(line string, col int) (string, int) {
+	off := len(line)
+	if r := []rune(line); col-1 < len(r) {
+		off = len(string(r[:max(col-1, 0)]))
+	}
+	out, moved := redactAt(line, off)
+	return out, utf8.RuneCountInString(out[:moved]) + 1
 }
 
 // window returns at most maxLineShown runes of line around column col
@@ -130,10 +143,13 @@ func (s *diagSink) addDecode(p Pos, path, format string, args ...any) {
 	s.add(p, path, format, args...)
 }
 
+// add records a diagnostic. Its message goes through Redact: a message
+// that quotes a value (an unparseable proxy URL, a TOML error) never
+// carries the secret in it.
 func (s *diagSink) add(p Pos, path, format string, args ...any) {
 	s.items = append(s.items, Diagnostic{
 		File: s.file, Line: p.Line, Column: p.Column, Path: elide(path, maxPathShown),
-		Message: elide(fmt.Sprintf(format, args...), maxMessage),
+		Message: elide(Redact(fmt.Sprintf(format, args...)), maxMessage),
 	})
 }
 

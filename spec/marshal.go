@@ -11,13 +11,19 @@ import (
 
 // Marshal renders a spec as YAML in declaration order, leaving out values
 // that are unset, so `plan --expanded` shows exactly what will be applied,
-// defaults included.
+// defaults included. Secret fields (tagged secret:"true") and whatever
+// Redact recognises in free-form text are shown as Redacted.
 func Marshal(n *Node) ([]byte, error) {
 	node := toNode(reflect.ValueOf(n).Elem())
 	if node == nil {
 		node = &yaml.Node{Kind: yaml.MappingNode}
 	}
-	return yaml.Marshal(node)
+	out, err := yaml.Marshal(node)
+	if err != nil {
+		return nil, err
+	}
+	// Free-form text (a TOML patch, runtime options) can hold secrets too.
+	return []byte(Redact(string(out))), nil
 }
 
 func toNode(v reflect.Value) *yaml.Node {
@@ -102,6 +108,12 @@ func appendFields(m *yaml.Node, v reflect.Value) {
 		}
 		f := v.Field(i)
 		var c *yaml.Node
+		if t.Field(i).Tag.Get("secret") == "true" && f.Kind() == reflect.String {
+			if f.String() != "" {
+				m.Content = append(m.Content, str(name), str(Redacted))
+			}
+			continue
+		}
 		if f.Kind() == reflect.Pointer && !f.IsNil() && f.Elem().Kind() == reflect.Bool {
 			c = &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!bool", Value: strconv.FormatBool(f.Elem().Bool())}
 		} else {

@@ -184,14 +184,27 @@ type Runtime struct {
 type Registry struct {
 	Server  string           `yaml:"server" desc:"Upstream server URL; defaults to the registry's own."`
 	Mirrors []RegistryMirror `yaml:"mirrors" desc:"Mirror hosts, tried in order."`
+	Auth    *RegistryAuth    `yaml:"auth" desc:"Credentials containerd's CRI plugin pulls from the upstream server with (rendered into config.toml, which is then mode 0600)."`
+}
+
+// RegistryAuth is the credentials of one registry endpoint: a user name
+// with a password, or an identity token. A secret can come from a file in
+// the target root instead of the spec.
+type RegistryAuth struct {
+	Username          string `yaml:"username" desc:"User name; with password or passwordFile."`
+	Password          string `yaml:"password" secret:"true" desc:"Password. Shown as <redacted> in every output."`
+	PasswordFile      string `yaml:"passwordFile" desc:"File in the target root holding the password (one trailing newline is trimmed), so the spec need not hold it."`
+	IdentityToken     string `yaml:"identityToken" secret:"true" desc:"OAuth2 identity (refresh) token, instead of username and password. Shown as <redacted> in every output."`
+	IdentityTokenFile string `yaml:"identityTokenFile" desc:"File in the target root holding the identity token."`
 }
 
 // RegistryMirror is one mirror host.
 type RegistryMirror struct {
-	Host         string   `yaml:"host" required:"true" desc:"Mirror URL with scheme, e.g. https://mirror.example:5000."`
-	Capabilities []string `yaml:"capabilities" desc:"Subset of pull, resolve, push; pull and resolve when absent."`
-	CA           string   `yaml:"ca" desc:"CA bundle path for this host."`
-	SkipVerify   bool     `yaml:"skipVerify" desc:"Skip TLS verification (testing only)."`
+	Host         string        `yaml:"host" required:"true" desc:"Mirror URL with scheme, e.g. https://mirror.example:5000."`
+	Capabilities []string      `yaml:"capabilities" desc:"Subset of pull, resolve, push; pull and resolve when absent."`
+	CA           string        `yaml:"ca" desc:"CA bundle path for this host."`
+	SkipVerify   bool          `yaml:"skipVerify" desc:"Skip TLS verification (testing only)."`
+	Auth         *RegistryAuth `yaml:"auth" desc:"Credentials for this mirror host (rendered into config.toml, which is then mode 0600)."`
 }
 
 // Proxy is the proxy environment of containerd.

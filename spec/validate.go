@@ -600,6 +600,41 @@ func (v *validator) absPath(p, s string) {
 	}
 }
 
+// registryAuth checks one set of registry credentials: a user name with a
+// password, or an identity token, each secret inline or from a file.
+// Messages never quote a secret.
+func (v *validator) registryAuth(p string, a *RegistryAuth) {
+	if a == nil {
+		return
+	}
+	hasPassword := a.Password != "" || a.PasswordFile != ""
+	hasToken := a.IdentityToken != "" || a.IdentityTokenFile != ""
+	switch {
+	case a.Password != "" && a.PasswordFile != "":
+		v.errf(p, "set one of password and passwordFile, not both")
+	case a.IdentityToken != "" && a.IdentityTokenFile != "":
+		v.errf(p, "set one of identityToken and identityTokenFile, not both")
+	case hasPassword && hasToken:
+		v.errf(p, "set username with password, or an identity token, not both")
+	case hasPassword && a.Username == "":
+		v.errf(p, "a password needs username")
+	case a.Username != "" && !hasPassword:
+		v.errf(p, "username %q needs password or passwordFile", a.Username)
+	case !hasPassword && !hasToken:
+		v.errf(p, "auth needs username with password (or passwordFile), or identityToken (or identityTokenFile)")
+	}
+	if strings.ContainsAny(a.Username, ":\x00\n\r") {
+		v.errf(p+".username", "user name must not contain ':', NUL or line breaks (HTTP basic auth joins user:password)")
+	}
+	for key, s := range map[string]string{"password": a.Password, "identityToken": a.IdentityToken} {
+		if strings.ContainsAny(s, "\x00\n\r") {
+			v.errf(p+"."+key, "%s must not contain NUL or line breaks", key)
+		}
+	}
+	v.absPath(p+".passwordFile", a.PasswordFile)
+	v.absPath(p+".identityTokenFile", a.IdentityTokenFile)
+}
+
 // targetPath checks a path nodeprov writes: absPath, and not inside a
 // kernel API filesystem. /proc, /sys and /dev are mounted over whatever an
 // image root has there (a file written into the image is hidden at boot),
@@ -663,6 +698,10 @@ func (v *validator) containerd(c *Containerd) {
 		if reg.Server != "" {
 			v.url(rp+".server", reg.Server, false)
 		}
+		if reg.Auth != nil && host == "_default" {
+			v.errf(rp+".auth", "credentials belong to one host, and _default applies to any: put auth on the registry (or the mirror) it is for")
+		}
+		v.registryAuth(rp+".auth", reg.Auth)
 		hosts := map[string]int{}
 		for i, m := range reg.Mirrors {
 			mp := indexPath(rp+".mirrors", i)
@@ -677,6 +716,7 @@ func (v *validator) containerd(c *Containerd) {
 				}
 			}
 			v.absPath(mp+".ca", m.CA)
+			v.registryAuth(mp+".auth", m.Auth)
 		}
 	}
 	if c.Proxy != nil {

@@ -77,6 +77,7 @@ func Execute(ctx context.Context, o Options) *Report {
 		SpecDigest: o.Doc.Digest, Root: o.RootDir, StartedAt: start.UTC(), Stages: []StageReport{},
 	}
 	finish := func(err error) *Report {
+		defer rep.redact()
 		rep.DurationMs = ms(time.Since(start))
 		if err != nil {
 			rep.OK = false
@@ -145,7 +146,7 @@ func Execute(ctx context.Context, o Options) *Report {
 	finish(runErr)
 	if o.Mode == ModeApply {
 		if err := recordLastRun(root, rep, live); err != nil && rep.OK {
-			rep.Warnings = append(rep.Warnings, "could not record the last run: "+err.Error())
+			rep.Warnings = append(rep.Warnings, "could not record the last run: "+spec.Redact(err.Error()))
 		}
 	}
 	return rep

@@ -67,6 +67,28 @@ type ActionReport struct {
 	Error      string  `json:"error,omitempty"`
 }
 
+// redact replaces every secret in the action's text with spec.Redacted:
+// a detail or error may quote a URL with credentials, a diff may show a
+// rendered registry password.
+func (a *ActionReport) redact() {
+	a.Detail, a.Diff, a.Error = spec.Redact(a.Detail), spec.Redact(a.Diff), spec.Redact(a.Error)
+}
+
+// redact is ActionReport.redact for the run's own texts: the error, the
+// warnings and the diagnostics (already redacted by spec; again here so no
+// path into a report skips it).
+func (r *Report) redact() {
+	if r.Error != nil {
+		r.Error.Message = spec.Redact(r.Error.Message)
+	}
+	for i := range r.Warnings {
+		r.Warnings[i] = spec.Redact(r.Warnings[i])
+	}
+	for i := range r.Diagnostics {
+		r.Diagnostics[i].Message = spec.Redact(r.Diagnostics[i].Message)
+	}
+}
+
 // ErrorReport says what stopped a run.
 type ErrorReport struct {
 	Stage    string `json:"stage,omitempty"`

@@ -136,6 +136,7 @@ func run(ctx context.Context, env *plan.Env, stages []plan.Stage, mode Mode, obs
 			var failed *plan.Action
 			var failure error
 			for j, res := range results {
+				res.report.redact()
 				if res.record {
 					env.Changes.Record(batch[j])
 				}

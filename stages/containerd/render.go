@@ -40,6 +40,9 @@ type Target struct {
 	Minor int
 	// SystemdCgroup is the resolved cgroup driver.
 	SystemdCgroup bool
+	// Credentials are the registry credentials resolved from the spec
+	// and the secret files in the root (ResolveCredentials).
+	Credentials []Credential
 }
 
 // table is a TOML table under construction.
@@ -100,7 +103,7 @@ func renderV2(c *spec.Containerd, t Target) table {
 			"runtimes":             runtimes(c, t),
 		},
 		"cni":      table{"bin_dir": c.CNI.BinDir, "conf_dir": c.CNI.ConfDir},
-		"registry": table{"config_path": CertsDir},
+		"registry": registry(t),
 	}
 	doc["plugins"] = table{"io.containerd.grpc.v1.cri": cri}
 	return doc
@@ -117,7 +120,7 @@ func renderV3(c *spec.Containerd, t Target) table {
 	doc["plugins"] = table{
 		"io.containerd.cri.v1.images": table{
 			"pinned_images": table{"sandbox": c.SandboxImage},
-			"registry":      table{"config_path": CertsDir},
+			"registry":      registry(t),
 		},
 		"io.containerd.cri.v1.runtime": table{
 			"containerd": table{
@@ -128,6 +131,16 @@ func renderV3(c *spec.Containerd, t Target) table {
 		},
 	}
 	return doc
+}
+
+// registry is the CRI registry table: hosts.toml files under CertsDir, and
+// the credentials of the hosts that need them.
+func registry(t Target) table {
+	r := table{"config_path": CertsDir}
+	if len(t.Credentials) > 0 {
+		r["configs"] = registryConfigs(t.Credentials)
+	}
+	return r
 }
 
 // runtimes renders runc (always present) and the spec's runtime handlers.

@@ -37,6 +37,9 @@ func (Stage) Plan(ctx context.Context, env *plan.Env) ([]*plan.Action, error) {
 	if err != nil {
 		return nil, err
 	}
+	if target.Credentials, err = ResolveCredentials(env.Root, c, env.Warnf); err != nil {
+		return nil, err
+	}
 	config, err := Render(c, target)
 	if err != nil {
 		return nil, err
@@ -94,7 +97,7 @@ func (Stage) Plan(ctx context.Context, env *plan.Env) ([]*plan.Action, error) {
 		if secret {
 			mode = 0o640
 		}
-		a, err := plan.PlanFile(env.Root, "proxy drop-in "+ProxyDropin, plan.FileSpec{Path: ProxyDropin, Data: data, Mode: mode, Secret: secret})
+		a, err := plan.PlanFile(env.Root, "proxy drop-in "+ProxyDropin, plan.FileSpec{Path: ProxyDropin, Data: data, Mode: mode, Redact: true})
 		if err != nil {
 			return nil, err
 		}
@@ -109,7 +112,8 @@ func (Stage) Plan(ctx context.Context, env *plan.Env) ([]*plan.Action, error) {
 
 // planManaged plans a TOML file that carries the managed marker. An
 // existing file without the marker is the operator's: reported, never
-// touched.
+// touched. A file that holds a secret (HoldsSecret) is written 0600
+// instead of mode; every diff shows its secrets as <redacted>.
 func planManaged(root *host.Root, resource, p string, data []byte, mode fs.FileMode) (*plan.Action, error) {
 	cur, exists, err := root.ReadFile(p)
 	if err != nil {
@@ -119,7 +123,10 @@ func planManaged(root *host.Root, resource, p string, data []byte, mode fs.FileM
 		return &plan.Action{Resource: resource, Op: plan.OpUnmanaged,
 			Detail: "no " + Marker + " first line: the operator's file, left alone"}, nil
 	}
-	return plan.PlanFile(root, resource, plan.FileSpec{Path: p, Data: data, Mode: mode})
+	if HoldsSecret(data) {
+		mode = 0o600
+	}
+	return plan.PlanFile(root, resource, plan.FileSpec{Path: p, Data: data, Mode: mode, Redact: true})
 }
 
 // staleHosts removes hosts.toml files nodeprov wrote for registries that

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -317,7 +318,7 @@ func TestResolveTargetFromComponent(t *testing.T) {
 	} {
 		env, _ := stageEnv(t, "apiVersion: nodeprov/v1alpha1\nkind: Node\ncomponents: {containerd: {version: "+tt.version+"}}\ncontainerd: {configVersion: \""+tt.configVersion+"\", cgroupDriver: cgroupfs}\n")
 		got, err := ResolveTarget(context.Background(), env)
-		if err != nil || got != tt.want {
+		if err != nil || !reflect.DeepEqual(got, tt.want) {
 			t.Errorf("%s/%s: %+v %v, want %+v", tt.version, tt.configVersion, got, err, tt.want)
 		}
 	}

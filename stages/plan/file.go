@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"strings"
 
+	"github.com/nodeprov/nodeprov/spec"
 	"github.com/nodeprov/nodeprov/stages/host"
 	"github.com/nodeprov/nodeprov/stages/textdiff"
 )
@@ -28,6 +29,11 @@ type FileSpec struct {
 	// are treated as secret too: they may hold credentials that must not
 	// reach logs.
 	Secret bool
+	// Redact shows the diff, whatever the mode, with every secret in it
+	// replaced by spec.Redacted (spec.Redact on both sides): for files
+	// nodeprov renders, whose secrets are `key = value` pairs and URL
+	// credentials that spec.Redact recognises.
+	Redact bool
 }
 
 // PlanFile compares a desired file with the root and returns the action
@@ -39,7 +45,7 @@ func PlanFile(root *host.Root, resource string, want FileSpec) (*Action, error) 
 		return nil, err
 	}
 	a := &Action{Resource: resource, Paths: []string{want.Path}}
-	hide := want.Secret || want.Mode&0o004 == 0
+	hide := !want.Redact && (want.Secret || want.Mode&0o004 == 0)
 	write := func(ctx context.Context) error {
 		return root.WriteFile(want.Path, want.Data, host.WriteOptions{Mode: want.Mode, UID: want.UID, GID: want.GID})
 	}
@@ -64,7 +70,7 @@ func PlanFile(root *host.Root, resource string, want FileSpec) (*Action, error) 
 	var changes []string
 	if !bytes.Equal(cur, want.Data) {
 		changes = append(changes, "contents")
-		a.Diff = fileDiff(want.Path, cur, want.Data, hide || st.Mode&0o004 == 0)
+		a.Diff = fileDiff(want.Path, cur, want.Data, hide || (!want.Redact && st.Mode&0o004 == 0))
 	}
 	if st.Mode != want.Mode {
 		changes = append(changes, fmt.Sprintf("mode %s -> %s", Octal(st.Mode), Octal(want.Mode)))
@@ -105,11 +111,22 @@ func PlanRemove(root *host.Root, resource, p string) (*Action, error) {
 	return a, nil
 }
 
+// fileDiff is the unified diff of a file's contents, "" for a secret
+// file. Every diff goes through spec.Redact, so a secret that reaches a
+// file nodeprov renders (a registry password, proxy credentials, a token
+// in an operator's patch) never reaches a report.
 func fileDiff(p string, old, new []byte, secret bool) string {
 	if secret {
 		return ""
 	}
-	d := textdiff.Unified(p, p, old, new, 3)
+	ro, rn := []byte(spec.Redact(string(old))), []byte(spec.Redact(string(new)))
+	if bytes.Equal(ro, rn) {
+		if !bytes.Equal(old, new) {
+			return "(only secret values changed; not shown)\n"
+		}
+		return ""
+	}
+	d := textdiff.Unified(p, p, ro, rn, 3)
 	if len(d) > maxDiffBytes {
 		return fmt.Sprintf("(diff of %d bytes omitted)\n", len(d))
 	}
