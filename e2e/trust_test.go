@@ -385,7 +385,7 @@ containerd:
 		mode    os.FileMode
 		secrets []string
 	}{
-		"etc/containerd/config.toml": {0o600, []string{"inl1ne-PASSWORD", "r0tated-PASSWORD", "tok3n-IDENTITY", "patch-T0KEN"}},
+		"etc/containerd/config.toml":                              {0o600, []string{"inl1ne-PASSWORD", "r0tated-PASSWORD", "tok3n-IDENTITY", "patch-T0KEN"}},
 		"etc/systemd/system/containerd.service.d/http-proxy.conf": {0o640, []string{"pr0xy-PASSWORD"}},
 	} {
 		st, err := os.Stat(filepath.Join(root, p))
