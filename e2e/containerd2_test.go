@@ -202,7 +202,9 @@ containerd:
   registries:
     docker.io:
       server: https://127.0.0.1:2
-      mirrors: [{host: "https://127.0.0.1:1", capabilities: [pull, resolve]}]
+      mirrors: [{host: "https://127.0.0.1:1", capabilities: [pull, resolve], auth: {identityToken: e2e-T0KEN}}]
+    registry.example.com:
+      auth: {username: robot, passwordFile: /etc/nodeprov/registry-password}
   cni: {network: none, binDir: %[4]s/cni/bin, confDir: %[4]s/cni/net.d}
   patch: |
     # containerd creates the opt plugin's directory and NRI's socket:
@@ -214,6 +216,7 @@ containerd:
     plugin_path = "%[4]s/nri/plugins"
     plugin_config_path = "%[4]s/nri/conf.d"
 %[5]s`, e.root, e.state, e.address, e.dir, indentLines(extraPatch, "    ")))
+		writeRegistryPassword(t, root)
 		if r := runNodeprov(t, "", "apply", "--root", root, spec); r.code != 0 {
 			t.Fatalf("apply:\n%s", r)
 		}
@@ -251,6 +254,9 @@ containerd:
 		for _, line := range unknownKeyLines(log) {
 			t.Errorf("containerd ignored a key of the rendered config: %s", line)
 		}
+		// Registry credentials: under the images plugin, next to
+		// config_path, and known to 2.x (no unknown-key line above).
+		wantRegistryAuth(t, e.configDump(t), "io.containerd.cri.v1.images")
 		for _, line := range strings.Split(log, "\n") {
 			// No conflist in conf_dir is expected here (network: none).
 			if strings.Contains(line, "level=error") && !strings.Contains(line, "failed to load cni during init") {

@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"golang.org/x/sys/unix"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +10,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pelletier/go-toml/v2"
+	"golang.org/x/sys/unix"
 )
 
 // containerdEnv is a containerd instance with its own root, state and
@@ -29,6 +31,7 @@ type containerdEnv struct {
 	// host's /run as it found it. Only for a containerd that runs no
 	// containers (ctr's FIFOs live in the caller's /run).
 	privateRun bool
+	config     string // the config started with
 	cmd        *exec.Cmd
 	log        *os.File
 }
@@ -49,6 +52,26 @@ func newContainerdEnv(t *testing.T) *containerdEnv {
 	return e
 }
 
+// command is containerd with args, in its own /run when privateRun.
+func (e *containerdEnv) command(args ...string) *exec.Cmd {
+	if !e.privateRun {
+		return exec.Command(e.containerdBin, args...)
+	}
+	return exec.Command("unshare", append([]string{"--mount", "--propagation", "private", "--",
+		"sh", "-c", `mount -t tmpfs -o mode=0755 nodeprov-test-run /run && exec "$0" "$@"`, e.containerdBin}, args...)...)
+}
+
+// configDump is `containerd config dump` of the config containerd was
+// started with: what it loads from it and its imports.
+func (e *containerdEnv) configDump(t *testing.T) string {
+	t.Helper()
+	out, err := e.command("--config", e.config, "config", "dump").CombinedOutput()
+	if err != nil {
+		t.Fatalf("containerd config dump: %v\n%s", err, out)
+	}
+	return string(out)
+}
+
 // start runs containerd with config and waits until it answers on its
 // socket; an early exit fails at once with the log.
 func (e *containerdEnv) start(t *testing.T, config string) {
@@ -58,11 +81,8 @@ func (e *containerdEnv) start(t *testing.T, config string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.cmd = exec.Command(e.containerdBin, "--config", config)
-	if e.privateRun {
-		e.cmd = exec.Command("unshare", "--mount", "--propagation", "private", "--",
-			"sh", "-c", `mount -t tmpfs -o mode=0755 nodeprov-test-run /run && exec "$0" "$@"`, e.containerdBin, "--config", config)
-	}
+	e.config = config
+	e.cmd = e.command("--config", config)
 	e.cmd.Stdout, e.cmd.Stderr = e.log, e.log
 	e.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := e.cmd.Start(); err != nil {
@@ -169,7 +189,9 @@ containerd:
   registries:
     docker.io:
       server: https://127.0.0.1:2
-      mirrors: [{host: "https://127.0.0.1:1", capabilities: [pull, resolve]}]
+      mirrors: [{host: "https://127.0.0.1:1", capabilities: [pull, resolve], auth: {identityToken: e2e-T0KEN}}]
+    registry.example.com:
+      auth: {username: robot, passwordFile: /etc/nodeprov/registry-password}
   cni: {network: none, binDir: %[4]s/cni/bin, confDir: %[4]s/cni/net.d}
   patch: |
     # containerd creates the opt plugin's and CRI's directories: keep them
@@ -177,13 +199,18 @@ containerd:
     [plugins."io.containerd.internal.v1.opt"]
     path = "%[4]s/opt"
 `, e.root, e.state, e.address, e.dir))
+	writeRegistryPassword(t, root)
 	if r := runNodeprov(t, "", "apply", "--root", root, spec); r.code != 0 {
 		t.Fatalf("apply:\n%s", r)
 	}
-	e.start(t, filepath.Join(root, "etc/containerd/config.toml"))
+	config := filepath.Join(root, "etc/containerd/config.toml")
+	e.start(t, config)
 	if st := e.pluginStatus(t, "io.containerd.grpc.v1", "cri"); st != "ok" {
 		t.Fatalf("CRI plugin status %q with the rendered config\nlog:\n%s", st, e.logText())
 	}
+	// The credentials are where containerd 1.6 reads them, next to
+	// config_path (which refuses registry.mirrors, not configs.auth).
+	wantRegistryAuth(t, e.configDump(t), "io.containerd.grpc.v1.cri")
 	for _, line := range strings.Split(e.logText(), "\n") {
 		// No conflist in the host's conf_dir is expected here (network: none).
 		if strings.Contains(line, "level=error") && !strings.Contains(line, "failed to load cni during init") ||
@@ -200,5 +227,52 @@ containerd:
 		"--hosts-dir", filepath.Join(root, "etc/containerd/certs.d"), "docker.io/library/busybox:latest").CombinedOutput()
 	if !strings.Contains(string(out), "127.0.0.1:1") {
 		t.Errorf("ctr --hosts-dir did not resolve through the mirror:\n%s", out)
+	}
+}
+
+// writeRegistryPassword puts the password a registry's passwordFile names
+// into the root, private.
+func writeRegistryPassword(t *testing.T, root string) {
+	t.Helper()
+	p := filepath.Join(root, "etc/nodeprov/registry-password")
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte("e2e-PASSWORD\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// wantRegistryAuth checks a `containerd config dump` for the credentials
+// of registry.example.com (user and password) and the mirror 127.0.0.1:1
+// (identity token) in the registry table of the CRI plugin plugin.
+func wantRegistryAuth(t *testing.T, dump, plugin string) {
+	t.Helper()
+	var doc map[string]any
+	if err := toml.Unmarshal([]byte(dump), &doc); err != nil {
+		t.Fatalf("config dump is not TOML: %v\n%s", err, dump)
+	}
+	get := func(keys ...string) any {
+		var cur any = doc
+		for _, k := range keys {
+			m, ok := cur.(map[string]any)
+			if !ok {
+				return nil
+			}
+			cur = m[k]
+		}
+		return cur
+	}
+	for _, want := range []struct{ host, key, value string }{
+		{"127.0.0.1:1", "identitytoken", "e2e-T0KEN"},
+		{"registry.example.com", "username", "robot"},
+		{"registry.example.com", "password", "e2e-PASSWORD"},
+	} {
+		if got := get("plugins", plugin, "registry", "configs", want.host, "auth", want.key); got != want.value {
+			t.Errorf("config dump: plugins.%q.registry.configs.%q.auth.%s = %v, want %q", plugin, want.host, want.key, got, want.value)
+		}
+	}
+	if t.Failed() {
+		t.Logf("config dump:\n%s", dump)
 	}
 }
