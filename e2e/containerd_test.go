@@ -252,23 +252,12 @@ func wantRegistryAuth(t *testing.T, dump, plugin string) {
 	if err := toml.Unmarshal([]byte(dump), &doc); err != nil {
 		t.Fatalf("config dump is not TOML: %v\n%s", err, dump)
 	}
-	get := func(keys ...string) any {
-		var cur any = doc
-		for _, k := range keys {
-			m, ok := cur.(map[string]any)
-			if !ok {
-				return nil
-			}
-			cur = m[k]
-		}
-		return cur
-	}
 	for _, want := range []struct{ host, key, value string }{
 		{"127.0.0.1:1", "identitytoken", "e2e-T0KEN"},
 		{"registry.example.com", "username", "robot"},
 		{"registry.example.com", "password", "e2e-PASSWORD"},
 	} {
-		if got := get("plugins", plugin, "registry", "configs", want.host, "auth", want.key); got != want.value {
+		if got := tomlPath(doc, "plugins", plugin, "registry", "configs", want.host, "auth", want.key); got != want.value {
 			t.Errorf("config dump: plugins.%q.registry.configs.%q.auth.%s = %v, want %q", plugin, want.host, want.key, got, want.value)
 		}
 	}

@@ -3,9 +3,11 @@ package spec
 import (
 	"encoding/json"
 	"io/fs"
+	"maps"
 	"path/filepath"
 	"reflect"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -472,7 +474,7 @@ func TestExpandNodeInCode(t *testing.T) {
 		if a.Install.Path != "" {
 			got = append(got, a.Install.Path)
 		}
-		for _, m := range sortedKeys(a.Install.Files) {
+		for _, m := range slices.Sorted(maps.Keys(a.Install.Files)) {
 			got = append(got, a.Install.Files[m])
 		}
 	}
@@ -562,7 +564,7 @@ func TestExpandExamples(t *testing.T) {
 
 func sortedValues(m map[string]string) []string {
 	var out []string
-	for _, k := range sortedKeys(m) {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
 		out = append(out, m[k])
 	}
 	return out

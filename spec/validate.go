@@ -6,12 +6,13 @@ import (
 	"encoding/base64"
 	"encoding/pem"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"path"
 	"reflect"
 	"regexp"
-	"sort"
+	"slices"
 	"strings"
 
 	"github.com/pelletier/go-toml/v2"
@@ -219,7 +220,7 @@ func (v *validator) components(c *Components, keyrings map[string]Keyring) {
 				v.errf(p+".baseURL", "baseURL must not have a query or fragment: file names are appended to its path")
 			}
 		}
-		for _, arch := range sortedKeys(r.r.SHA256) {
+		for _, arch := range slices.Sorted(maps.Keys(r.r.SHA256)) {
 			kp := keyPath(p+".sha256", arch)
 			if !knownArch(arch) {
 				v.keyErrf(kp, "unknown architecture %q: expected %s", arch, strings.Join(Arches(), " or "))
@@ -464,7 +465,7 @@ func (v *validator) extract(p string, e *Extract) {
 		if len(e.Include) > 0 || e.Strip != 0 {
 			v.errf(p, "include and strip apply to to:, not to files:")
 		}
-		for _, member := range sortedKeys(e.Files) {
+		for _, member := range slices.Sorted(maps.Keys(e.Files)) {
 			mp := keyPath(p+".files", member)
 			v.member(mp, member)
 			v.targetPath(mp, e.Files[member])
@@ -508,7 +509,7 @@ func (v *validator) keyringRef(p, name string, keyrings map[string]Keyring) {
 	}
 	if _, ok := keyrings[name]; !ok {
 		msg := fmt.Sprintf("keyring %q is not defined in keyrings", name)
-		if sg := suggest(name, sortedKeys(keyrings)); sg != "" {
+		if sg := suggest(name, slices.Sorted(maps.Keys(keyrings))); sg != "" {
 			msg += fmt.Sprintf("; did you mean %q?", sg)
 		}
 		v.errf(p, "%s", msg)
@@ -853,13 +854,4 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

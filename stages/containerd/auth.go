@@ -2,8 +2,9 @@ package containerd
 
 import (
 	"fmt"
+	"maps"
 	"net/url"
-	"sort"
+	"slices"
 	"strings"
 
 	"github.com/pelletier/go-toml/v2"
@@ -50,7 +51,7 @@ func ResolveCredentials(root *host.Root, c *spec.Containerd, warnf func(string, 
 		byHost[cr.Host], from[cr.Host] = cr, where
 		return nil
 	}
-	for _, h := range sortedKeys(c.Registries) {
+	for _, h := range slices.Sorted(maps.Keys(c.Registries)) {
 		reg := c.Registries[h]
 		where := fmt.Sprintf("containerd.registries[%q]", h)
 		if err := add(where+".auth", upstreamServer(h, reg.Server), reg.Auth); err != nil {
@@ -63,7 +64,7 @@ func ResolveCredentials(root *host.Root, c *spec.Containerd, warnf func(string, 
 		}
 	}
 	out := make([]Credential, 0, len(byHost))
-	for _, h := range sortedKeys(byHost) {
+	for _, h := range slices.Sorted(maps.Keys(byHost)) {
 		out = append(out, byHost[h])
 	}
 	return out, nil
@@ -150,13 +151,4 @@ func holdsSecret(v any) bool {
 		}
 	}
 	return false
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

@@ -5,6 +5,8 @@ package kernel
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 
@@ -45,7 +47,7 @@ func (Stage) Plan(ctx context.Context, env *plan.Env) ([]*plan.Action, error) {
 	}
 	actions = append(actions, persist)
 
-	for _, key := range sortedKeys(k.Sysctl) {
+	for _, key := range slices.Sorted(maps.Keys(k.Sysctl)) {
 		a, err := planSysctl(env, key, string(k.Sysctl[key]))
 		if err != nil {
 			return nil, err
@@ -161,17 +163,8 @@ func sysctlFile(values map[string]spec.Scalar) []byte {
 	}
 	var b strings.Builder
 	b.WriteString(plan.ManagedHeader)
-	for _, k := range sortedKeys(values) {
+	for _, k := range slices.Sorted(maps.Keys(values)) {
 		fmt.Fprintf(&b, "%s = %s\n", k, values[k])
 	}
 	return []byte(b.String())
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
