@@ -95,6 +95,12 @@ func TestDiagnostics(t *testing.T) {
 			[]string{`components.runc.path: /proc/runc is inside /proc`}},
 		{"not an API filesystem", header + "files:\n- {path: /devices/x, contents: x}\n- {path: /system/x, contents: x}\n- {path: /process, contents: x}\n",
 			nil},
+		{"sandbox image not a reference", header + "containerd:\n  sandboxImage: \"not a valid ref!!\"\n",
+			[]string{`4:17: containerd.sandboxImage: invalid image reference "not a valid ref!!": invalid reference format`}},
+		{"sandbox image upper case", header + "containerd:\n  sandboxImage: registry.k8s.io/Pause:3.10\n",
+			[]string{`containerd.sandboxImage: invalid image reference "registry.k8s.io/Pause:3.10": invalid reference format: repository name`}},
+		{"sandbox image bad digest", header + "containerd:\n  sandboxImage: registry.k8s.io/pause@sha256:abc\n",
+			[]string{`containerd.sandboxImage: invalid image reference "registry.k8s.io/pause@sha256:abc"`}},
 		{"unclean path", header + "files:\n- path: /etc/../x\n",
 			[]string{`path "/etc/../x" is not clean`}},
 		{"bad patch", header + "containerd:\n  patch: \"[x\"\n",
@@ -134,6 +140,19 @@ func TestDiagnostics(t *testing.T) {
 
 // TestBrokenExample is the five-mistake spec of the demo: all five are
 // reported at once, in file order, each at its own line and column.
+// The references containerd accepts as a sandbox image validate.
+func TestSandboxImageReferences(t *testing.T) {
+	for _, ref := range []string{
+		"pause:3.10", "registry.k8s.io/pause:3.10", "registry.k8s.io/pause", "docker.io/library/busybox:latest",
+		"localhost:5000/pause:3.10", "mirror.internal:5000/k8s/pause:3.10@sha256:" + strings.Repeat("ab", 32),
+		"registry.k8s.io/pause@sha256:" + strings.Repeat("0f", 32), "[::1]:5000/pause:1",
+	} {
+		if _, err := Load("ref.yaml", []byte(header+"containerd:\n  sandboxImage: \""+ref+"\"\n")); err != nil {
+			t.Errorf("%s: %v", ref, err)
+		}
+	}
+}
+
 func TestBrokenExample(t *testing.T) {
 	src, err := os.ReadFile("../examples/testdata/broken.yaml")
 	if err != nil {

@@ -15,6 +15,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/distribution/reference"
+
 	"github.com/pelletier/go-toml/v2"
 )
 
@@ -601,6 +603,18 @@ func (v *validator) absPath(p, s string) {
 	}
 }
 
+// imageRef checks an image reference against the distribution reference
+// grammar containerd parses it with: [host[:port]/]path[:tag][@digest],
+// docker.io names normalized (pause:3.10 is docker.io/library/pause:3.10).
+func (v *validator) imageRef(p, s string) {
+	if s == "" {
+		return
+	}
+	if _, err := reference.ParseNormalizedNamed(s); err != nil {
+		v.errf(p, "invalid image reference %q: %v; expected [host[:port]/]path[:tag][@sha256:digest], e.g. registry.k8s.io/pause:3.10", s, err)
+	}
+}
+
 // registryAuth checks one set of registry credentials: a user name with a
 // password, or an identity token, each secret inline or from a file.
 // Messages never quote a secret.
@@ -675,6 +689,7 @@ func (v *validator) containerd(c *Containerd) {
 	v.absPath(p+".root", c.Root)
 	v.absPath(p+".state", c.State)
 	v.absPath(p+".address", c.Address)
+	v.imageRef(p+".sandboxImage", c.SandboxImage)
 	if c.DefaultRuntime != "" && c.DefaultRuntime != "runc" {
 		if _, ok := c.Runtimes[c.DefaultRuntime]; !ok {
 			v.errf(p+".defaultRuntime", "runtime %q is not defined in containerd.runtimes", c.DefaultRuntime)

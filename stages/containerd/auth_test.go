@@ -130,3 +130,19 @@ func TestPatchSecretMakesConfigPrivate(t *testing.T) {
 		t.Fatalf("config.toml mode %v %v, want 0600", st.Mode(), err)
 	}
 }
+
+// The plan says where the sandbox image lands for the chosen version.
+func TestPlanNamesSandboxImageKey(t *testing.T) {
+	for version, key := range map[string]string{
+		"1.7.27": `plugins."io.containerd.grpc.v1.cri".sandbox_image`,
+		"2.1.4":  `plugins."io.containerd.cri.v1.images".pinned_images.sandbox`,
+	} {
+		env, _ := stageEnv(t, "apiVersion: nodeprov/v1alpha1\nkind: Node\ncomponents: {containerd: {version: "+version+"}}\ncontainerd: {sandboxImage: mirror.internal:5000/pause:3.10}\n")
+		for i := 0; i < 2; i++ { // planned, then unchanged
+			actions := applyAll(t, env)
+			if want := "sandbox image mirror.internal:5000/pause:3.10 at " + key; !strings.Contains(actions[0].Detail, want) {
+				t.Errorf("%s: config detail %q lacks %q", version, actions[0].Detail, want)
+			}
+		}
+	}
+}

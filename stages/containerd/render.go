@@ -133,6 +133,14 @@ func renderV3(c *spec.Containerd, t Target) table {
 	return doc
 }
 
+// SandboxImageKey is where the sandbox image lands in config.toml for t.
+func SandboxImageKey(t Target) string {
+	if t.ConfigVersion == 2 {
+		return `plugins."io.containerd.grpc.v1.cri".sandbox_image`
+	}
+	return `plugins."io.containerd.cri.v1.images".pinned_images.sandbox`
+}
+
 // registry is the CRI registry table: hosts.toml files under CertsDir, and
 // the credentials of the hosts that need them.
 func registry(t Target) table {

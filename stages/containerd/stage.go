@@ -44,14 +44,17 @@ func (Stage) Plan(ctx context.Context, env *plan.Env) ([]*plan.Action, error) {
 	if err != nil {
 		return nil, err
 	}
-	detail := fmt.Sprintf("config version %d, SystemdCgroup=%v", target.ConfigVersion, target.SystemdCgroup)
+	detail := fmt.Sprintf("config version %d, SystemdCgroup=%v, sandbox image %s at %s", target.ConfigVersion, target.SystemdCgroup, c.SandboxImage, SandboxImageKey(target))
 	var actions []*plan.Action
 	a, err := planManaged(env.Root, "config "+ConfigPath, ConfigPath, config, 0o644)
 	if err != nil {
 		return nil, err
 	}
-	if a.Op == plan.OpNone {
+	switch {
+	case a.Op == plan.OpNone:
 		a.Detail = detail
+	case a.Op != plan.OpUnmanaged:
+		a.Detail += "; " + detail
 	}
 	actions = append(actions, a)
 
