@@ -193,11 +193,13 @@ containerd:
     registry.example.com:
       auth: {username: robot, passwordFile: /etc/nodeprov/registry-password}
   cni: {network: none, binDir: %[4]s/cni/bin, confDir: %[4]s/cni/net.d}
-  patch: |
+  patch:
     # containerd creates the opt plugin's and CRI's directories: keep them
-    # in the test's own directory, not on the host.
-    [plugins."io.containerd.internal.v1.opt"]
-    path = "%[4]s/opt"
+    # in the test's own directory, not on the host. The patch is a YAML
+    # mapping, where null deletes a key: no conf.d imports.
+    plugins:
+      io.containerd.internal.v1.opt: {path: "%[4]s/opt"}
+    imports: null
 `, e.root, e.state, e.address, e.dir))
 	writeRegistryPassword(t, root)
 	if r := runNodeprov(t, "", "apply", "--root", root, spec); r.code != 0 {
@@ -210,7 +212,20 @@ containerd:
 	}
 	// The credentials are where containerd 1.6 reads them, next to
 	// config_path (which refuses registry.mirrors, not configs.auth).
-	wantRegistryAuth(t, e.configDump(t), "io.containerd.grpc.v1.cri")
+	dump := e.configDump(t)
+	wantRegistryAuth(t, dump, "io.containerd.grpc.v1.cri")
+	// The YAML patch took: the opt path is the test's, and the null
+	// removed the conf.d import.
+	var loaded map[string]any
+	if err := toml.Unmarshal([]byte(dump), &loaded); err != nil {
+		t.Fatal(err)
+	}
+	if got := tomlPath(loaded, "plugins", "io.containerd.internal.v1.opt", "path"); got != e.dir+"/opt" {
+		t.Errorf("config dump: opt path %v, want %s", got, e.dir+"/opt")
+	}
+	if imports := fmt.Sprint(loaded["imports"]); strings.Contains(imports, "conf.d") {
+		t.Errorf("config dump still imports conf.d after the patch deleted imports: %s", imports)
+	}
 	for _, line := range strings.Split(e.logText(), "\n") {
 		// No conflist in the host's conf_dir is expected here (network: none).
 		if strings.Contains(line, "level=error") && !strings.Contains(line, "failed to load cni during init") ||

@@ -187,7 +187,10 @@ type decoder struct {
 	fields map[reflect.Type][]field
 }
 
-var scalarType = reflect.TypeOf((*scalar)(nil)).Elem()
+var (
+	scalarType = reflect.TypeOf((*scalar)(nil)).Elem()
+	patchType  = reflect.TypeFor[Patch]()
+)
 
 func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string, depth int) {
 	for n.Kind == yaml.AliasNode {
@@ -208,6 +211,10 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string, depth int) 
 	}
 	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
 		return // absent and null mean the same
+	}
+	if v.Type() == patchType {
+		d.decodePatch(n, v.Addr().Interface().(*Patch), path, depth)
+		return
 	}
 	if v.Kind() != reflect.Pointer && v.CanAddr() && v.Addr().Type().Implements(scalarType) {
 		if n.Kind != yaml.ScalarNode {

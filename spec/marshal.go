@@ -27,6 +27,15 @@ func Marshal(n *Node) ([]byte, error) {
 }
 
 func toNode(v reflect.Value) *yaml.Node {
+	if p, ok := asPatch(v); ok {
+		switch {
+		case p.Map != nil:
+			return toNode(reflect.ValueOf(p.Map))
+		case p.TOML != "":
+			return toNode(reflect.ValueOf(p.TOML))
+		}
+		return nil
+	}
 	switch v.Kind() {
 	case reflect.Pointer, reflect.Interface:
 		if v.IsNil() {
@@ -127,4 +136,11 @@ func appendFields(m *yaml.Node, v reflect.Value) {
 
 func str(s string) *yaml.Node {
 	return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: s}
+}
+
+func asPatch(v reflect.Value) (Patch, bool) {
+	if !v.IsValid() || v.Type() != patchType {
+		return Patch{}, false
+	}
+	return v.Interface().(Patch), true
 }

@@ -164,7 +164,7 @@ type Containerd struct {
 	Runtimes       map[string]Runtime  `yaml:"runtimes" desc:"Extra runtime handlers (runc is always present)."`
 	Registries     map[string]Registry `yaml:"registries" desc:"Registry host configuration rendered to certs.d/<host>/hosts.toml; _default applies to any host."`
 	Proxy          *Proxy              `yaml:"proxy" desc:"Proxy environment for containerd.service."`
-	Patch          string              `yaml:"patch" desc:"TOML merged over the rendered config as an RFC 7396 merge patch."`
+	Patch          Patch               `yaml:"patch" desc:"RFC 7396 merge patch over the rendered config.toml: TOML text, or a YAML mapping in which null deletes a key. A patch that overrides a value nodeprov renders from the spec is a warning."`
 	CNI            ContainerdCNI       `yaml:"cni" desc:"Pod network configuration."`
 }
 

@@ -16,8 +16,6 @@ import (
 	"strings"
 
 	"github.com/distribution/reference"
-
-	"github.com/pelletier/go-toml/v2"
 )
 
 // validator checks decoded values; every problem is reported with the
@@ -744,15 +742,11 @@ func (v *validator) containerd(c *Containerd) {
 			}
 		}
 	}
-	if c.Patch != "" {
-		var m map[string]any
-		if err := toml.Unmarshal([]byte(c.Patch), &m); err != nil {
-			msg := err.Error()
-			if de, ok := err.(*toml.DecodeError); ok {
-				row, col := de.Position()
-				msg = fmt.Sprintf("line %d, column %d of the patch: %s", row, col, de.Error())
-			}
-			v.errf(p+".patch", "patch is not valid TOML: %s", msg)
+	if _, err := c.Patch.Tree(); err != nil {
+		if c.Patch.Map != nil {
+			v.errf(p+".patch", "patch: %v", err)
+		} else {
+			v.errf(p+".patch", "patch is not valid TOML: %v", err)
 		}
 	}
 	if c.CNI.Subnet != "" {

@@ -146,3 +146,31 @@ func TestPlanNamesSandboxImageKey(t *testing.T) {
 		}
 	}
 }
+
+// A patch that replaces or deletes a value nodeprov renders from the spec
+// is a warning naming the key and both values; one that only adds is not.
+func TestPatchOverridesWarn(t *testing.T) {
+	env, _ := stageEnv(t, `apiVersion: nodeprov/v1alpha1
+kind: Node
+components: {containerd: {version: 1.7.27}}
+containerd:
+  cgroupDriver: systemd
+  sandboxImage: registry.k8s.io/pause:3.10
+  patch:
+    imports: null
+    plugins:
+      io.containerd.grpc.v1.cri:
+        sandbox_image: mirror.internal/pause:3.10
+        enable_unprivileged_ports: true
+        containerd: {runtimes: {runc: {options: {SystemdCgroup: false}}}}
+`)
+	applyAll(t, env)
+	want := []string{
+		`containerd.patch overrides a value nodeprov renders from the spec (the patch wins): imports: deleted`,
+		`containerd.patch overrides a value nodeprov renders from the spec (the patch wins): plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options.SystemdCgroup: true -> false`,
+		`containerd.patch overrides a value nodeprov renders from the spec (the patch wins): plugins."io.containerd.grpc.v1.cri".sandbox_image: 'registry.k8s.io/pause:3.10' -> 'mirror.internal/pause:3.10'`,
+	}
+	if got := env.Warnings(); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("warnings:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}

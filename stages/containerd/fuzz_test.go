@@ -59,7 +59,7 @@ func FuzzMergePatch(f *testing.F) {
 	f.Fuzz(func(t *testing.T, patch string, version uint8) {
 		target := Target{ConfigVersion: 2 + int(version%2), Minor: int(version / 2 % 3), SystemdCgroup: version&8 != 0}
 		c := base
-		c.Patch = patch
+		c.Patch = spec.Patch{TOML: patch}
 		got, err := Render(&c, target)
 
 		var p map[string]any
@@ -85,7 +85,7 @@ func FuzzMergePatch(f *testing.F) {
 		}
 
 		unpatched := base
-		unpatched.Patch = ""
+		unpatched.Patch = spec.Patch{}
 		plain, err := Render(&unpatched, target)
 		if err != nil {
 			t.Fatal(err)

@@ -7,7 +7,9 @@ package containerd
 import (
 	"bytes"
 	"fmt"
+	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/pelletier/go-toml/v2"
@@ -52,24 +54,93 @@ type table = map[string]any
 // marshalled by go-toml (sorted, deterministic), the spec's merge patch
 // applied, and the managed marker on the first line.
 func Render(c *spec.Containerd, t Target) ([]byte, error) {
-	var doc table
-	switch t.ConfigVersion {
-	case 2:
-		doc = renderV2(c, t)
-	case 3:
-		doc = renderV3(c, t)
-	default:
-		return nil, fmt.Errorf("unsupported containerd config version %d", t.ConfigVersion)
+	doc, err := renderBase(c, t)
+	if err != nil {
+		return nil, err
 	}
-	if strings.TrimSpace(c.Patch) != "" {
-		patch := table{}
-		if err := toml.Unmarshal([]byte(c.Patch), &patch); err != nil {
-			return nil, fmt.Errorf("containerd.patch: %w", err)
-		}
+	patch, err := c.Patch.Tree()
+	if err != nil {
+		return nil, fmt.Errorf("containerd.patch: %w", err)
+	}
+	if len(patch) > 0 {
 		doc = MergePatch(doc, patch).(table)
 	}
 	return marshal(doc)
 }
+
+// renderBase is the config rendered from the spec's fields, before the
+// patch.
+func renderBase(c *spec.Containerd, t Target) (table, error) {
+	switch t.ConfigVersion {
+	case 2:
+		return renderV2(c, t), nil
+	case 3:
+		return renderV3(c, t), nil
+	}
+	return nil, fmt.Errorf("unsupported containerd config version %d", t.ConfigVersion)
+}
+
+// PatchOverrides lists the values the spec's patch replaces or deletes
+// among those nodeprov renders from the spec's own fields, one line each:
+// "KEY: RENDERED -> PATCHED" (or "deleted"). A patch that only adds keys
+// overrides nothing.
+func PatchOverrides(c *spec.Containerd, t Target) ([]string, error) {
+	base, err := renderBase(c, t)
+	if err != nil {
+		return nil, err
+	}
+	patch, err := c.Patch.Tree()
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	overrides(base, patch, "", &out)
+	sort.Strings(out)
+	return out, nil
+}
+
+func overrides(base table, patch table, prefix string, out *[]string) {
+	for k, pv := range patch {
+		bv, ok := base[k]
+		if !ok {
+			continue
+		}
+		key := tomlKey(prefix, k)
+		bt, bIsTable := bv.(table)
+		pt, pIsTable := pv.(table)
+		switch {
+		case pv == nil:
+			*out = append(*out, key+": deleted")
+		case bIsTable && pIsTable:
+			overrides(bt, pt, key, out)
+		case !equalTOML(bv, pv):
+			*out = append(*out, fmt.Sprintf("%s: %s -> %s", key, tomlText(bv), tomlText(pv)))
+		}
+	}
+}
+
+// tomlKey appends k to a dotted TOML key, quoting it when it is not bare.
+func tomlKey(prefix, k string) string {
+	if !bareKey.MatchString(k) {
+		k = strconv.Quote(k)
+	}
+	if prefix == "" {
+		return k
+	}
+	return prefix + "." + k
+}
+
+var bareKey = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+
+func tomlText(v any) string {
+	b, err := toml.Marshal(table{"v": v})
+	if err != nil {
+		return fmt.Sprint(v)
+	}
+	return strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(string(b)), "v = "))
+}
+
+func equalTOML(a, b any) bool { return tomlText(a) == tomlText(b) }
 
 func marshal(doc table) ([]byte, error) {
 	var buf bytes.Buffer

@@ -44,6 +44,13 @@ func (Stage) Plan(ctx context.Context, env *plan.Env) ([]*plan.Action, error) {
 	if err != nil {
 		return nil, err
 	}
+	over, err := PatchOverrides(c, target)
+	if err != nil {
+		return nil, err
+	}
+	for _, o := range over {
+		env.Warnf("containerd.patch overrides a value nodeprov renders from the spec (the patch wins): %s", o)
+	}
 	detail := fmt.Sprintf("config version %d, SystemdCgroup=%v, sandbox image %s at %s", target.ConfigVersion, target.SystemdCgroup, c.SandboxImage, SandboxImageKey(target))
 	var actions []*plan.Action
 	a, err := planManaged(env.Root, "config "+ConfigPath, ConfigPath, config, 0o644)

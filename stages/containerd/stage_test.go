@@ -27,10 +27,13 @@ func loadSpec(t *testing.T, src string) *spec.Node {
 	return doc.Spec
 }
 
-// TestGolden renders every example spec with a containerd section for
-// both config versions and compares with reviewed golden files.
+// TestGolden renders every example spec with a containerd section (and
+// the specs in testdata/) for both config versions and compares with
+// reviewed golden files.
 func TestGolden(t *testing.T) {
 	files, _ := filepath.Glob("../../examples/*.yaml")
+	more, _ := filepath.Glob("testdata/*.yaml")
+	files = append(files, more...)
 	n := 0
 	for _, f := range files {
 		src, _ := os.ReadFile(f)
