@@ -44,6 +44,18 @@ type Document struct {
 // `files[2].mode`, or the zero Pos when the path was not in the file.
 func (d *Document) Pos(path string) Pos { return d.pos[path] }
 
+// Has reports whether the spec file itself sets the key path (rather than
+// a default filling it in). Paths are written as in diagnostics:
+// `containerd.runtimes.gvisor`, `containerd.registries["docker.io"]`
+// (KeyPath builds them).
+func (d *Document) Has(path string) bool {
+	_, ok := d.pos[path]
+	return ok
+}
+
+// KeyPath is the diagnostic path of key under parent.
+func KeyPath(parent, key string) string { return keyPath(parent, key) }
+
 // Diagnostic builds a diagnostic for a key path of this document, for
 // callers outside spec that find a problem with a value later.
 func (d *Document) Diagnostic(path, format string, args ...any) Diagnostic {

@@ -132,7 +132,7 @@ func Execute(ctx context.Context, o Options) *Report {
 		defer root.DiscardTempLog()
 	}
 	rep.Warnings = append(rep.Warnings, unhandled(o.Doc.Spec, selected, o.FirstBoot)...)
-	env := &plan.Env{Spec: o.Doc.Spec, Root: root, Live: live, Kernel: kernel, Changes: plan.NewChangeSet(),
+	env := &plan.Env{Spec: o.Doc.Spec, Doc: o.Doc, Root: root, Live: live, Kernel: kernel, Changes: plan.NewChangeSet(),
 		Parallel: o.Parallel, Pins: o.Pins}
 	if err := prepareDownloads(env, o); err != nil {
 		return finish(err)

@@ -52,7 +52,7 @@ func RenderHosts(c *spec.Containerd) ([]HostsFile, error) {
 		if len(mirrors) > 0 {
 			doc["host"] = mirrors
 		}
-		data, err := marshal(doc)
+		data, err := marshal(doc, "")
 		if err != nil {
 			return nil, fmt.Errorf("hosts.toml for %s: %w", h, err)
 		}
@@ -85,7 +85,7 @@ func RenderRunsc(flags map[string]string) ([]byte, error) {
 		}
 		doc["runsc_config"] = cfg
 	}
-	return marshal(doc)
+	return marshal(doc, "")
 }
 
 // RenderProxy returns the containerd.service drop-in that carries the

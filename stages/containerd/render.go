@@ -45,6 +45,9 @@ type Target struct {
 	// Credentials are the registry credentials resolved from the spec
 	// and the secret files in the root (ResolveCredentials).
 	Credentials []Credential
+	// Dropins are the operator's drop-ins found in the root
+	// (ReadDropins): the CRI ones are merged, the others imported.
+	Dropins []Dropin
 }
 
 // table is a TOML table under construction.
@@ -54,18 +57,29 @@ type table = map[string]any
 // marshalled by go-toml (sorted, deterministic), the spec's merge patch
 // applied, and the managed marker on the first line.
 func Render(c *spec.Containerd, t Target) ([]byte, error) {
-	doc, err := renderBase(c, t)
+	data, _, err := RenderConfig(c, t, nil)
+	return data, err
+}
+
+// RenderConfig is Render that also returns the conflicts between the
+// operator's drop-ins and values the spec file sets itself (doc says
+// which; nil counts every rendered value as set).
+func RenderConfig(c *spec.Containerd, t Target, doc *spec.Document) ([]byte, []string, error) {
+	tree, err := renderBase(c, t)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	patch, err := c.Patch.Tree()
 	if err != nil {
-		return nil, fmt.Errorf("containerd.patch: %w", err)
+		return nil, nil, fmt.Errorf("containerd.patch: %w", err)
 	}
 	if len(patch) > 0 {
-		doc = MergePatch(doc, patch).(table)
+		tree = MergePatch(tree, patch).(table)
 	}
-	return marshal(doc)
+	var conflicts []string
+	tree = mergeDropins(tree, t.Dropins, explicitIn(doc), func(s string) { conflicts = append(conflicts, s) })
+	data, err := marshal(tree, dropinLines(t.Dropins))
+	return data, conflicts, err
 }
 
 // renderBase is the config rendered from the spec's fields, before the
@@ -142,11 +156,12 @@ func tomlText(v any) string {
 
 func equalTOML(a, b any) bool { return tomlText(a) == tomlText(b) }
 
-func marshal(doc table) ([]byte, error) {
+func marshal(doc table, header string) ([]byte, error) {
 	var buf bytes.Buffer
 	buf.WriteString(Marker + "\n")
 	buf.WriteString("# Rendered by nodeprov from the node spec. Put local changes in " + DropinGlob + ";\n")
 	buf.WriteString("# delete the first line to take this file over by hand.\n")
+	buf.WriteString(header)
 	enc := toml.NewEncoder(&buf)
 	enc.SetIndentTables(true)
 	if err := enc.Encode(doc); err != nil {

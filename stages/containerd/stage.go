@@ -40,9 +40,15 @@ func (Stage) Plan(ctx context.Context, env *plan.Env) ([]*plan.Action, error) {
 	if target.Credentials, err = ResolveCredentials(env.Root, c, env.Warnf); err != nil {
 		return nil, err
 	}
-	config, err := Render(c, target)
+	if target.Dropins, err = ReadDropins(env.Root, target); err != nil {
+		return nil, err
+	}
+	config, conflicts, err := RenderConfig(c, target, env.Doc)
 	if err != nil {
 		return nil, err
+	}
+	for _, w := range conflicts {
+		env.Warnf("containerd: %s", w)
 	}
 	over, err := PatchOverrides(c, target)
 	if err != nil {
@@ -52,6 +58,13 @@ func (Stage) Plan(ctx context.Context, env *plan.Env) ([]*plan.Action, error) {
 		env.Warnf("containerd.patch overrides a value nodeprov renders from the spec (the patch wins): %s", o)
 	}
 	detail := fmt.Sprintf("config version %d, SystemdCgroup=%v, sandbox image %s at %s", target.ConfigVersion, target.SystemdCgroup, c.SandboxImage, SandboxImageKey(target))
+	for _, d := range target.Dropins {
+		how := "imported"
+		if d.Merged {
+			how = "merged"
+		}
+		detail += fmt.Sprintf(", drop-in %s %s", path.Base(d.Path), how)
+	}
 	var actions []*plan.Action
 	a, err := planManaged(env.Root, "config "+ConfigPath, ConfigPath, config, 0o644)
 	if err != nil {

@@ -32,6 +32,10 @@ type Kernel interface {
 // what earlier stages changed.
 type Env struct {
 	Spec *spec.Node
+	// Doc is the spec as loaded (what the file itself sets, for messages
+	// that distinguish an explicit value from a default); nil in tests
+	// that build a Spec directly.
+	Doc  *spec.Document
 	Root *host.Root
 	// Live is true when live state (kernel, systemd) is touched; false for
 	// an offline image root, where live steps are deferred to first boot.
