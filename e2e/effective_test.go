@@ -158,3 +158,27 @@ containerd:
 		})
 	}
 }
+
+// TestKubeletMustAgree: a kubelet configuration in the root that disagrees
+// with containerd's cgroup driver fails plan naming both files and both
+// values; preflight.ignore turns it into a warning.
+func TestKubeletMustAgree(t *testing.T) {
+	requireRoot(t)
+	root := sandbox(t)
+	kubelet := filepath.Join(root, "var/lib/kubelet/config.yaml")
+	if err := os.MkdirAll(filepath.Dir(kubelet), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(kubelet, []byte("apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\ncgroupDriver: cgroupfs\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	src := "apiVersion: nodeprov/v1alpha1\nkind: Node\ncontainerd: {configVersion: \"3\", cgroupDriver: systemd}\n"
+	spec := writeSpec(t, src)
+	r := runNodeprov(t, "", "plan", "--root", root, spec)
+	wantRefused(t, r, 1, "/var/lib/kubelet/config.yaml sets cgroupDriver: cgroupfs", "containerd with systemd (containerd.cgroupDriver: systemd in "+spec+")")
+	ignored := writeSpec(t, src+"preflight: {ignore: [kubelet.cgroup-driver]}\n")
+	r = runNodeprov(t, "", "plan", "-o", "json", "--root", root, ignored)
+	if r.code != 0 || !strings.Contains(r.stdout, `ignored by preflight.ignore \"kubelet.cgroup-driver\"`) {
+		t.Errorf("plan with the check ignored: want exit 0 and a warning\n%s", r)
+	}
+}

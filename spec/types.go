@@ -1,5 +1,7 @@
 package spec
 
+import "strings"
+
 // APIVersion is the only spec version this build understands.
 const APIVersion = "nodeprov/v1alpha1"
 
@@ -155,7 +157,7 @@ type TLS struct {
 // Containerd describes the containerd configuration.
 type Containerd struct {
 	ConfigVersion  Scalar              `yaml:"configVersion" enum:"auto|2|3" default:"auto" desc:"Config layout: 2 for containerd 1.6/1.7, 3 for 2.x; auto picks from the component or installed binary."`
-	CgroupDriver   string              `yaml:"cgroupDriver" enum:"auto|systemd|cgroupfs" default:"auto" desc:"runc cgroup driver; auto uses systemd when it is PID 1 and cgroup v2 or the unified hierarchy is in use."`
+	CgroupDriver   string              `yaml:"cgroupDriver" enum:"auto|systemd|cgroupfs" default:"auto" desc:"runc cgroup driver; auto uses systemd when it is PID 1 on the target (any cgroup layout), cgroupfs otherwise."`
 	Root           string              `yaml:"root" default:"/var/lib/containerd" desc:"containerd persistent state directory."`
 	State          string              `yaml:"state" default:"/run/containerd" desc:"containerd runtime state directory."`
 	Address        string              `yaml:"address" default:"/run/containerd/containerd.sock" desc:"gRPC socket path."`
@@ -259,4 +261,23 @@ type MachineID struct {
 // Preflight configures the host probes.
 type Preflight struct {
 	Ignore []string `yaml:"ignore" desc:"Probe names whose failure is downgraded to a warning."`
+}
+
+// Ignores returns the entry of Ignore that names probe, exactly or as a
+// dotted prefix ("kernel.config" covers kernel.config.CONFIG_X; "all"
+// covers every probe).
+func (p Preflight) Ignores(probe string) (string, bool) {
+	for _, e := range p.Ignore {
+		if e == "all" || e == probe || strings.HasPrefix(probe, e+".") {
+			return e, true
+		}
+	}
+	return "", false
+}
+
+// CrossStageChecks are the checks outside the preflight stage that
+// preflight.ignore can name: the kubelet's agreement with containerd,
+// which the containerd stage checks.
+func CrossStageChecks() []string {
+	return []string{"kubelet.cgroup-driver", "kubelet.runtime-endpoint"}
 }

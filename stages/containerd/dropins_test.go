@@ -8,8 +8,6 @@ import (
 	"testing"
 
 	"github.com/pelletier/go-toml/v2"
-
-	"github.com/nodeprov/nodeprov/spec"
 )
 
 // dropinEnv is a stage environment with the given drop-ins in the root's
@@ -18,11 +16,6 @@ func dropinEnv(t *testing.T, version, specExtra string, dropins map[string]strin
 	t.Helper()
 	src := "apiVersion: nodeprov/v1alpha1\nkind: Node\ncomponents: {containerd: {version: " + version + "}}\ncontainerd:\n  cgroupDriver: systemd\n" + specExtra
 	env, dir := stageEnv(t, src)
-	doc, err := spec.Load("node.yaml", []byte(src))
-	if err != nil {
-		t.Fatal(err)
-	}
-	env.Doc = doc
 	for name, body := range dropins {
 		p := filepath.Join(dir, DropinDir, name)
 		os.MkdirAll(filepath.Dir(p), 0o755)

@@ -14,8 +14,6 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/nodeprov/nodeprov/spec"
 	"github.com/nodeprov/nodeprov/stages/host"
 	"github.com/nodeprov/nodeprov/stages/plan"
@@ -41,6 +39,13 @@ func (Stage) Plan(ctx context.Context, env *plan.Env) ([]*plan.Action, error) {
 		return nil, err
 	}
 	if target.Dropins, err = ReadDropins(env.Root, target); err != nil {
+		return nil, err
+	}
+	specFile := "the spec"
+	if env.Doc != nil {
+		specFile = env.Doc.File
+	}
+	if err := checkKubelet(env.Root, c, target, specFile, env.Spec.Preflight, env.Warnf); err != nil {
 		return nil, err
 	}
 	config, conflicts, err := RenderConfig(c, target, env.Doc)
@@ -203,8 +208,8 @@ func sortedRuntimes(c *spec.Containerd) []string {
 //
 // Cgroup driver: systemd or cgroupfs as given; auto means systemd when
 // systemd is PID 1 on the target (offline: when the image has systemd
-// installed, since it will be PID 1 at boot) and the cgroup hierarchy is v2
-// or hybrid with a unified (v2) mount; cgroupfs otherwise.
+// installed, since it will be PID 1 at boot), on any cgroup layout, and
+// cgroupfs otherwise (autoCgroupDriver).
 func ResolveTarget(ctx context.Context, env *plan.Env) (Target, error) {
 	c := env.Spec.Containerd
 	var t Target
@@ -246,7 +251,7 @@ func ResolveTarget(ctx context.Context, env *plan.Env) (Target, error) {
 	case "cgroupfs":
 		t.SystemdCgroup = false
 	default:
-		t.SystemdCgroup = systemdInit(env) && unifiedCgroups(env)
+		t.SystemdCgroup = autoCgroupDriver(systemdInit(env)) == "systemd"
 	}
 	return t, nil
 }
@@ -281,10 +286,12 @@ func installedVersion(ctx context.Context, root *host.Root) (string, error) {
 	return "", fmt.Errorf("no containerd component and no containerd binary in /usr/local/bin or /usr/bin")
 }
 
+// systemdInit reports whether systemd is (or, for an image root, will
+// be) PID 1 on the target: live, the running host's init; offline, whether
+// the image has systemd installed.
 func systemdInit(env *plan.Env) bool {
 	if env.Live && env.Root.IsHostRoot() {
-		st, err := os.Stat("/run/systemd/system")
-		return err == nil && st.IsDir()
+		return host.SystemdBooted()
 	}
 	for _, p := range []string{"/usr/lib/systemd/systemd", "/lib/systemd/systemd"} {
 		if st, err := env.Root.Lstat(p); err == nil && st.Exists {
@@ -294,18 +301,16 @@ func systemdInit(env *plan.Env) bool {
 	return false
 }
 
-// unifiedCgroups reports cgroup v2 at /sys/fs/cgroup, or a v1 hybrid with a
-// v2 mount at /sys/fs/cgroup/unified. An offline image is assumed to boot
-// with cgroup v2, the default of every current distribution.
-func unifiedCgroups(env *plan.Env) bool {
-	if !(env.Live && env.Root.IsHostRoot()) {
-		return true
+// autoCgroupDriver is what cgroupDriver: auto picks: systemd wherever
+// systemd is PID 1, whatever the cgroup layout (v2, v1 with a unified
+// hierarchy beside it, plain v1). Where systemd is init it owns the cgroup
+// tree; a second manager writing it directly (runc's cgroupfs driver, and
+// the kubelet's with it) is what the Kubernetes container-runtime guide
+// warns against, and kubeadm has defaulted the kubelet to systemd since
+// 1.22. Without systemd, cgroupfs is the only choice.
+func autoCgroupDriver(systemdPID1 bool) string {
+	if systemdPID1 {
+		return "systemd"
 	}
-	for _, p := range []string{"/sys/fs/cgroup", "/sys/fs/cgroup/unified"} {
-		var st unix.Statfs_t
-		if unix.Statfs(p, &st) == nil && st.Type == unix.CGROUP2_SUPER_MAGIC {
-			return true
-		}
-	}
-	return false
+	return "cgroupfs"
 }

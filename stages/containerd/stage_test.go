@@ -210,7 +210,11 @@ func stageEnv(t *testing.T, src string) (*plan.Env, string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { root.Close() })
-	return &plan.Env{Spec: loadSpec(t, src), Root: root, Changes: plan.NewChangeSet()}, dir
+	doc, err := spec.Load("node.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &plan.Env{Spec: doc.Spec, Doc: doc, Root: root, Changes: plan.NewChangeSet()}, dir
 }
 
 func applyAll(t *testing.T, env *plan.Env) []*plan.Action {

@@ -3,7 +3,8 @@ package preflight
 import (
 	"context"
 	"fmt"
-	"strings"
+
+	"github.com/nodeprov/nodeprov/spec"
 )
 
 // Status is the outcome of one probe.
@@ -143,18 +144,13 @@ func runProbes(ctx context.Context, s *system, probes []*probe) ([]ProbeResult, 
 // itself, a dotted prefix of it ("kernel.config" covers
 // "kernel.config.CONFIG_VETH" and "kernel.config" itself), or "all".
 func ignoreMatch(name string, ignore []string) (string, bool) {
-	for _, e := range ignore {
-		if e == "all" || e == name || strings.HasPrefix(name, e+".") {
-			return e, true
-		}
-	}
-	return "", false
+	return spec.Preflight{Ignore: ignore}.Ignores(name)
 }
 
 // unknownIgnores returns the entries of ignore that cover no probe, so a
 // typo does not silently ignore nothing.
 func unknownIgnores(ignore []string) []string {
-	names := ProbeNames()
+	names := append(ProbeNames(), spec.CrossStageChecks()...)
 	var out []string
 	for _, e := range ignore {
 		found := false

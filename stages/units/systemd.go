@@ -3,7 +3,6 @@ package units
 import (
 	"context"
 	"fmt"
-	"os"
 	"os/exec"
 	"strings"
 	"time"
@@ -260,9 +259,5 @@ func Journal(ctx context.Context, name string) (string, error) {
 // Booted reports whether systemd runs on the target: the root is the
 // host's "/" and /run/systemd/system is a directory (sd_booted).
 func Booted(root *host.Root) bool {
-	if !root.IsHostRoot() {
-		return false
-	}
-	st, err := os.Stat("/run/systemd/system")
-	return err == nil && st.IsDir()
+	return root.IsHostRoot() && host.SystemdBooted()
 }
