@@ -209,11 +209,21 @@ func TestAirGappedCacheAndLock(t *testing.T) {
 	if !strings.Contains(string(lock), "runc.amd64 sha256:") || !strings.Contains(string(lock), " signed\n") {
 		t.Errorf("runc pin is not marked signed:\n%s", lock)
 	}
+	// The lock records what only an unsigned checksum vouched for as
+	// same-origin, which --require-pinned does not take as a pin ...
+	root = sandbox(t)
+	r = runNodeprov(t, "", "apply", "--root", root, "-o", "json", "--require-pinned", specFile)
+	wantRefused(t, r, 1, "trust same-origin", "pinned digests are required")
+	// ... until someone has checked those digests and says so in the lock.
+	reviewed := strings.ReplaceAll(string(lock), " same-origin\n", " pinned\n")
+	if err := os.WriteFile(filepath.Join(filepath.Dir(specFile), "nodeprov.lock"), []byte(reviewed), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	root = sandbox(t)
 	r = runNodeprov(t, "", "apply", "--root", root, "-o", "json", "--require-pinned", specFile)
 	rep := parseReport(t, r.stdout)
 	if r.code != 0 {
-		t.Fatalf("apply with the lock and --require-pinned:\n%s", r)
+		t.Fatalf("apply with the reviewed lock and --require-pinned:\n%s", r)
 	}
 	if _, detail := actionDetail(rep, "download cni"); !strings.Contains(detail, "pinned") {
 		t.Errorf("cni not verified against the lock: %q", detail)
