@@ -14,25 +14,38 @@ import (
 	"time"
 )
 
-// containerd2Version is the containerd 2.x release the version 3 render is
-// checked against. It is built from Go modules: only the module proxy is
-// reachable from CI, not GitHub release assets.
-const containerd2Version = "v2.1.4"
+// containerd2Release is a containerd 2.x release the renders are checked
+// against and the config version nodeprov renders for it. They are built
+// from Go modules: only the module proxy is reachable from CI, not GitHub
+// release assets.
+type containerd2Release struct {
+	version       string
+	configVersion int
+}
+
+// containerd2Releases are 2.1 (config version 3, bin_dirs) and the newest
+// release the module proxy serves, 2.4 (config version 4: server plugins
+// instead of [grpc]).
+var containerd2Releases = []containerd2Release{{"v2.1.4", 3}, {"v2.4.2", 4}}
 
 // containerd2Binaries returns containerd and ctr built from the containerd
-// Go module at containerd2Version, built once into the e2e cache (see
-// cachedBuild). A failed build fails the test: a render check that
-// silently skips proves nothing.
-func containerd2Binaries(t *testing.T) (containerd, ctr string) {
+// Go module at version, built once into the e2e cache (see cachedBuild). A
+// failed build fails the test: a render check that silently skips proves
+// nothing.
+func containerd2Binaries(t *testing.T, version string) (containerd, ctr string) {
 	t.Helper()
-	dir := cachedBuild(t, "containerd-"+strings.TrimPrefix(containerd2Version, "v"), containerd2Usable, buildContainerd2)
+	dir := cachedBuild(t, "containerd-"+strings.TrimPrefix(version, "v"),
+		func(dir string) error { return containerd2Usable(dir, version) },
+		func(ctx context.Context, out string, log io.Writer) error {
+			return buildContainerd2(ctx, version, out, log)
+		})
 	return filepath.Join(dir, "containerd"), filepath.Join(dir, "ctr")
 }
 
 // containerd2Usable says whether both binaries run and are the expected
 // release.
-func containerd2Usable(dir string) error {
-	want := strings.TrimPrefix(containerd2Version, "v")
+func containerd2Usable(dir, version string) error {
+	want := strings.TrimPrefix(version, "v")
 	for _, bin := range []string{"containerd", "ctr"} {
 		out, err := exec.Command(filepath.Join(dir, bin), "--version").Output()
 		if err != nil {
@@ -50,7 +63,7 @@ func containerd2Usable(dir string) error {
 // modules with exclude directives, so the module is a dependency of a
 // throwaway main module instead. The combined output of every step is
 // returned.
-func buildContainerd2(ctx context.Context, out string, log io.Writer) error {
+func buildContainerd2(ctx context.Context, version, out string, log io.Writer) error {
 	src := filepath.Join(out, "src")
 	if err := os.Mkdir(src, 0o755); err != nil {
 		return err
@@ -75,7 +88,7 @@ func main() {}
 	tags := "no_btrfs no_devmapper no_zfs"
 	steps := [][]string{
 		{"go", "mod", "init", "nodeprov.test/containerd2"},
-		{"go", "get", mod + "@" + containerd2Version},
+		{"go", "get", mod + "@" + version},
 		{"go", "mod", "tidy"},
 		{"go", "build", "-trimpath", "-tags", tags, "-ldflags", "-s -w", "-o", filepath.Join(out, "containerd"), mod + "/cmd/containerd"},
 		{"go", "build", "-trimpath", "-tags", tags, "-ldflags", "-s -w", "-o", filepath.Join(out, "ctr"), mod + "/cmd/ctr"},
@@ -150,9 +163,10 @@ func hostSnapshot() map[string]bool {
 	return seen
 }
 
-// TestRenderedV3ConfigLoadsInContainerd2 renders a version 3 config.toml and
-// starts containerd 2.x (built from Go modules) with it: the CRI plugins
-// must load, and containerd must report no unknown key, which is how 2.x
+// TestRenderedV3ConfigLoadsInContainerd2 renders config.toml for each
+// containerd 2.x release (version 3 for 2.1, version 4 for 2.4) and starts
+// that containerd (built from Go modules) with it: the CRI plugins must
+// load, and containerd must report no unknown key, which is how 2.x
 // answers a key in the wrong table. A second run with a deliberately
 // misplaced key shows that the check catches one.
 func TestRenderedV3ConfigLoadsInContainerd2(t *testing.T) {
@@ -171,7 +185,13 @@ func TestRenderedV3ConfigLoadsInContainerd2(t *testing.T) {
 			t.Errorf("the test created host paths outside its directory: %v", created)
 		}
 	})
-	containerdBin, ctrBin := containerd2Binaries(t)
+	for _, rel := range containerd2Releases {
+		t.Run(rel.version, func(t *testing.T) { testContainerd2Loads(t, rel) })
+	}
+}
+
+func testContainerd2Loads(t *testing.T, rel containerd2Release) {
+	containerdBin, ctrBin := containerd2Binaries(t, rel.version)
 
 	// run applies the spec (with extraPatch appended to its patch) to a
 	// sandbox root, checks the rendered file is version 3, and starts
@@ -182,7 +202,7 @@ func TestRenderedV3ConfigLoadsInContainerd2(t *testing.T) {
 		spec := writeSpec(t, fmt.Sprintf(`apiVersion: nodeprov/v1alpha1
 kind: Node
 containerd:
-  configVersion: 3
+  configVersion: "%[6]d"
   cgroupDriver: cgroupfs
   root: %[1]s
   state: %[2]s
@@ -215,7 +235,7 @@ containerd:
     socket_path = "%[4]s/nri.sock"
     plugin_path = "%[4]s/nri/plugins"
     plugin_config_path = "%[4]s/nri/conf.d"
-%[5]s`, e.root, e.state, e.address, e.dir, indentLines(extraPatch, "    ")))
+%[5]s`, e.root, e.state, e.address, e.dir, indentLines(extraPatch, "    "), rel.configVersion))
 		writeRegistryPassword(t, root)
 		if r := runNodeprov(t, "", "apply", "--root", root, spec); r.code != 0 {
 			t.Fatalf("apply:\n%s", r)
@@ -225,7 +245,7 @@ containerd:
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, want := range []string{"\nversion = 3\n", "bin_dirs = "} {
+		for _, want := range []string{fmt.Sprintf("\nversion = %d\n", rel.configVersion), "bin_dirs = "} {
 			if !strings.Contains(string(b), want) {
 				t.Fatalf("rendered config lacks %q:\n%s", strings.TrimSpace(want), b)
 			}
@@ -240,7 +260,7 @@ containerd:
 	t.Run("rendered", func(t *testing.T) {
 		start := time.Now()
 		e := run(t, "")
-		t.Logf("containerd %s up in %s", containerd2Version, time.Since(start).Round(10*time.Millisecond))
+		t.Logf("containerd %s up in %s", rel.version, time.Since(start).Round(10*time.Millisecond))
 		for _, p := range [][2]string{
 			{"io.containerd.cri.v1", "images"},
 			{"io.containerd.cri.v1", "runtime"},

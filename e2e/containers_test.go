@@ -88,6 +88,7 @@ func TestContainersRunOnProvisionedNode(t *testing.T) {
 	})
 	script := fmt.Sprintf(`set -e
 mount --make-rprivate /
+mount -t tmpfs tmpfs /run
 mount -t tmpfs tmpfs /opt && mkdir -p /opt/cni/bin && mount --bind %[1]s/opt/cni/bin /opt/cni/bin
 mount -t tmpfs tmpfs /etc/cni && mkdir -p /etc/cni/net.d && mount --bind %[1]s/etc/cni/net.d /etc/cni/net.d
 ip link set lo up
@@ -114,7 +115,11 @@ ctr run --rm --cni --runc-binary %[1]s/usr/local/sbin/runc --rootfs %[3]s c-net 
 	if !strings.Contains(r.stdout, "inet 10.123.45.") {
 		t.Errorf("the CNI container got no address from %s:\n%s", subnet, r.stdout)
 	}
-	// The namespaces are gone: nothing of the test is left mounted.
+	// The namespaces are gone: nothing of the test is left mounted, and
+	// the shims' and ctr's /run/containerd was the namespace's own.
+	if _, err := os.Stat("/run/containerd/runc/" + ns); err == nil {
+		t.Errorf("the test left /run/containerd/runc/%s on the host", ns)
+	}
 	if mounts, _ := os.ReadFile("/proc/self/mounts"); strings.Contains(string(mounts), dir) {
 		t.Errorf("mounts left behind:\n%s", mounts)
 	}

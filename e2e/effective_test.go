@@ -19,9 +19,15 @@ import (
 func effectiveDump(t *testing.T, containerdBin, root string) map[string]any {
 	t.Helper()
 	script := `mount --bind "$1/etc/containerd" /etc/containerd && mount -t tmpfs -o mode=0755 nodeprov-test-run /run && exec "$0" --config /etc/containerd/config.toml config dump`
-	out, err := exec.Command("unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script, containerdBin, root).CombinedOutput()
+	cmd := exec.Command("unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script, containerdBin, root)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("containerd config dump: %v\n%s", err, out)
+		t.Fatalf("containerd config dump: %v\n%s%s", err, out, stderr.String())
+	}
+	if stderr.Len() > 0 {
+		t.Logf("containerd config dump said: %s", stderr.String())
 	}
 	var doc map[string]any
 	if err := toml.Unmarshal(out, &doc); err != nil {
@@ -42,20 +48,18 @@ func TestEffectiveConfigWithDropins(t *testing.T) {
 	if _, err := os.Stat("/etc/containerd"); err != nil {
 		t.Fatalf("/etc/containerd (from Debian's containerd package, installed by make test) is the bind-mount target: %v", err)
 	}
-	c2, _ := containerd2Binaries(t)
-	for _, ct := range []struct {
+	type containerdUnderTest struct {
 		name, bin, version string
 		runtime, images    string // plugin ids of runtimes and images
-		cniBin             string // the CNI bin_dir key
-	}{
-		{"containerd 1.6 (Debian)", "containerd", "2", "io.containerd.grpc.v1.cri", "io.containerd.grpc.v1.cri", "bin_dir"},
-		{"containerd " + containerd2Version, c2, "3", "io.containerd.cri.v1.runtime", "io.containerd.cri.v1.images", "bin_dirs"},
-	} {
+	}
+	all := []containerdUnderTest{{"containerd 1.6 (Debian)", "containerd", "2", "io.containerd.grpc.v1.cri", "io.containerd.grpc.v1.cri"}}
+	for _, rel := range containerd2Releases {
+		bin, _ := containerd2Binaries(t, rel.version)
+		all = append(all, containerdUnderTest{"containerd " + rel.version, bin, fmt.Sprint(rel.configVersion), "io.containerd.cri.v1.runtime", "io.containerd.cri.v1.images"})
+	}
+	for _, ct := range all {
 		t.Run(ct.name, func(t *testing.T) {
-			header := ""
-			if ct.version == "2" {
-				header = "version = 2\n"
-			}
+			header := "version = " + ct.version + "\n"
 			// The operator's drop-ins, written for this version's tables.
 			dropins := map[string]string{
 				"50-runtime.toml": header + fmt.Sprintf("[plugins.%q.containerd.runtimes.operatorrt]\nruntime_type = \"io.containerd.runc.v2\"\n", ct.runtime),

@@ -156,7 +156,7 @@ type TLS struct {
 
 // Containerd describes the containerd configuration.
 type Containerd struct {
-	ConfigVersion  Scalar              `yaml:"configVersion" enum:"auto|2|3" default:"auto" desc:"Config layout: 2 for containerd 1.6/1.7, 3 for 2.x; auto picks from the component or installed binary."`
+	ConfigVersion  Scalar              `yaml:"configVersion" enum:"auto|2|3|4" default:"auto" desc:"Config layout: 2 for containerd 1.6/1.7, 3 for 2.0-2.3, 4 for 2.4 and later (server plugins instead of [grpc]); auto picks from the component or installed binary."`
 	CgroupDriver   string              `yaml:"cgroupDriver" enum:"auto|systemd|cgroupfs" default:"auto" desc:"runc cgroup driver; auto uses systemd when it is PID 1 on the target (any cgroup layout), cgroupfs otherwise."`
 	Root           string              `yaml:"root" default:"/var/lib/containerd" desc:"containerd persistent state directory."`
 	State          string              `yaml:"state" default:"/run/containerd" desc:"containerd runtime state directory."`

@@ -110,7 +110,8 @@ func parseDropin(p string, data []byte, t Target) (Dropin, error) {
 	if !d.Merged {
 		return d, nil
 	}
-	if v, ok := d.doc["version"].(int64); ok && int(v) != t.ConfigVersion {
+	// The CRI tables moved between versions 2 and 3 and stayed put since.
+	if v, ok := d.doc["version"].(int64); ok && (v == 2) != (t.ConfigVersion == 2) {
 		return d, fmt.Errorf("containerd drop-in %s is config version %d and sets the CRI plugin, but the managed config is version %d: write its CRI tables for version %d (%s)",
 			p, v, t.ConfigVersion, t.ConfigVersion, strings.Join(criTablesOf(t), ", "))
 	}
@@ -254,6 +255,8 @@ func explicitIn(doc *spec.Document) func(key []string) bool {
 			return has(key[0])
 		case "grpc":
 			return len(key) >= 2 && key[1] == "address" && has("address")
+		case "plugins":
+			return len(key) >= 4 && strings.HasPrefix(key[1], "io.containerd.server.v1.") && key[3] == "address" && has("address")
 		}
 		return false
 	}

@@ -127,6 +127,17 @@ func TestDropinChangeIsDrift(t *testing.T) {
 	}
 }
 
+// An imported drop-in without a version line is read by containerd 2.x as
+// version 1 and migrated at every start: a warning says so.
+func TestDropinWithoutVersionWarns(t *testing.T) {
+	run := dropinEnv(t, "2.1.4", "", map[string]string{"10-gc.toml": "[plugins.\"io.containerd.gc.v1.scheduler\"]\npause_threshold = 0.05\n"})
+	warnings, _, _ := run()
+	want := "containerd: drop-in /etc/containerd/conf.d/10-gc.toml has no version line: containerd 2.x reads it as a version 1 file and migrates it at every start; add version = 3"
+	if strings.Join(warnings, "\n") != want {
+		t.Errorf("warnings %q, want %q", warnings, want)
+	}
+}
+
 func TestDropinErrors(t *testing.T) {
 	for name, tt := range map[string]struct{ version, body, want string }{
 		"not TOML": {"1.7.27", "[plugins\nx = 1\n", "containerd drop-in /etc/containerd/conf.d/50-x.toml:1:"},

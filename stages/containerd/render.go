@@ -35,7 +35,8 @@ const (
 
 // Target says which containerd the config is for.
 type Target struct {
-	// ConfigVersion is 2 (containerd 1.6/1.7) or 3 (2.x).
+	// ConfigVersion is 2 (containerd 1.6/1.7), 3 (2.0-2.3) or 4 (2.4 and
+	// later).
 	ConfigVersion int
 	// Minor is the containerd 2.x minor version; from 2.1 the CNI plugin
 	// directory is a list (bin_dirs).
@@ -90,6 +91,8 @@ func renderBase(c *spec.Containerd, t Target) (table, error) {
 		return renderV2(c, t), nil
 	case 3:
 		return renderV3(c, t), nil
+	case 4:
+		return renderV4(c, t), nil
 	}
 	return nil, fmt.Errorf("unsupported containerd config version %d", t.ConfigVersion)
 }
@@ -235,6 +238,20 @@ func registry(t Target) table {
 		r["configs"] = registryConfigs(t.Credentials)
 	}
 	return r
+}
+
+// renderV4 is version 3 with containerd 2.4's server plugins: the [grpc]
+// table (deprecated in version 4) becomes io.containerd.server.v1.grpc, and
+// TTRPC, which no longer derives its address from gRPC's, is set beside it
+// (address + ".ttrpc", where shims have always found it).
+func renderV4(c *spec.Containerd, t Target) table {
+	doc := renderV3(c, t)
+	doc["version"] = int64(4)
+	delete(doc, "grpc")
+	plugins := doc["plugins"].(table)
+	plugins["io.containerd.server.v1.grpc"] = table{"address": c.Address}
+	plugins["io.containerd.server.v1.ttrpc"] = table{"address": c.Address + ".ttrpc"}
+	return doc
 }
 
 // runtimes renders runc (always present) and the spec's runtime handlers.

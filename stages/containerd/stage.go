@@ -55,6 +55,11 @@ func (Stage) Plan(ctx context.Context, env *plan.Env) ([]*plan.Action, error) {
 	for _, w := range conflicts {
 		env.Warnf("containerd: %s", w)
 	}
+	for _, d := range target.Dropins {
+		if _, ok := d.doc["version"]; !ok && !d.Merged && target.ConfigVersion >= 3 {
+			env.Warnf("containerd: drop-in %s has no version line: containerd 2.x reads it as a version 1 file and migrates it at every start; add version = %d", d.Path, target.ConfigVersion)
+		}
+	}
 	over, err := PatchOverrides(c, target)
 	if err != nil {
 		return nil, err
@@ -229,9 +234,13 @@ func ResolveTarget(ctx context.Context, env *plan.Env) (Target, error) {
 		t.ConfigVersion = 2
 	case "3":
 		t.ConfigVersion = 3
+	case "4":
+		t.ConfigVersion = 4
 	default:
 		switch {
-		case major >= 2:
+		case major > 2 || major == 2 && minor >= 4:
+			t.ConfigVersion = 4
+		case major == 2:
 			t.ConfigVersion = 3
 		case major == 1:
 			t.ConfigVersion = 2
@@ -239,7 +248,7 @@ func ResolveTarget(ctx context.Context, env *plan.Env) (Target, error) {
 			return t, fmt.Errorf("containerd.configVersion auto: cannot tell the containerd version")
 		}
 	}
-	if t.ConfigVersion == 3 {
+	if t.ConfigVersion >= 3 {
 		t.Minor = minor
 		if major == 0 {
 			t.Minor = 1 // no version known: assume a current 2.x

@@ -44,7 +44,7 @@ func TestGolden(t *testing.T) {
 		if doc.Spec.Containerd == nil {
 			continue
 		}
-		for _, v := range []int{2, 3} {
+		for _, v := range []int{2, 3, 4} {
 			n++
 			name := strings.TrimSuffix(filepath.Base(f), ".yaml") + ".v" + string(rune('0'+v)) + ".toml"
 			got, err := Render(doc.Spec.Containerd, Target{ConfigVersion: v, Minor: 1, SystemdCgroup: doc.Spec.Containerd.CgroupDriver == "systemd"})
@@ -113,6 +113,15 @@ containerd:
 		{Target{ConfigVersion: 3, Minor: 1}, map[string]any{
 			`plugins.io.containerd.cri.v1.runtime.cni.bin_dirs`: []any{"/opt/cni/bin"},
 			`plugins.io.containerd.cri.v1.runtime.cni.bin_dir`:  nil,
+		}},
+		{Target{ConfigVersion: 4, Minor: 4}, map[string]any{
+			`version`: int64(4),
+			`grpc`:    nil,
+			`plugins.io.containerd.server.v1.grpc.address`:                                    "/run/containerd/containerd.sock",
+			`plugins.io.containerd.server.v1.ttrpc.address`:                                   "/run/containerd/containerd.sock.ttrpc",
+			`plugins.io.containerd.cri.v1.images.pinned_images.sandbox`:                       "example/pause:1",
+			`plugins.io.containerd.cri.v1.runtime.cni.bin_dirs`:                               []any{"/opt/cni/bin"},
+			`plugins.io.containerd.cri.v1.runtime.containerd.runtimes.gvisor.options.TypeUrl`: "io.containerd.runsc.v1.options",
 		}},
 	}
 	for _, tt := range tests {
@@ -322,6 +331,9 @@ func TestResolveTargetFromComponent(t *testing.T) {
 		{"2.0.5", "auto", Target{ConfigVersion: 3, Minor: 0}},
 		{"2.1.4", "auto", Target{ConfigVersion: 3, Minor: 1}},
 		{"2.1.4", "2", Target{ConfigVersion: 2}},
+		{"2.3.7", "auto", Target{ConfigVersion: 3, Minor: 3}},
+		{"2.4.2", "auto", Target{ConfigVersion: 4, Minor: 4}},
+		{"2.4.2", "3", Target{ConfigVersion: 3, Minor: 4}},
 	} {
 		env, _ := stageEnv(t, "apiVersion: nodeprov/v1alpha1\nkind: Node\ncomponents: {containerd: {version: "+tt.version+"}}\ncontainerd: {configVersion: \""+tt.configVersion+"\", cgroupDriver: cgroupfs}\n")
 		got, err := ResolveTarget(context.Background(), env)
