@@ -5,11 +5,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
 	"path"
 	"slices"
-	"sort"
 	"strings"
 
 	"github.com/pelletier/go-toml/v2"
@@ -57,22 +54,15 @@ type Dropin struct {
 // or that sets what the rendered config cannot coexist with, is an error
 // naming the file.
 func ReadDropins(root *host.Root, t Target) ([]Dropin, error) {
-	entries, err := os.ReadDir(root.HostPath(DropinDir))
+	names, err := root.ReadDir(DropinDir)
 	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, os.ErrPermission) || strings.Contains(err.Error(), "not a directory") {
-			return nil, nil
-		}
 		return nil, err
 	}
-	names := make([]string, 0, len(entries))
-	for _, e := range entries {
-		if strings.HasSuffix(e.Name(), ".toml") {
-			names = append(names, e.Name())
-		}
-	}
-	sort.Strings(names)
 	var out []Dropin
 	for _, name := range names {
+		if !strings.HasSuffix(name, ".toml") {
+			continue
+		}
 		p := path.Join(DropinDir, name)
 		data, exists, err := root.ReadFile(p)
 		if err != nil {

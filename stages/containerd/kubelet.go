@@ -2,9 +2,7 @@ package containerd
 
 import (
 	"fmt"
-	"os"
 	"path"
-	"slices"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -32,15 +30,12 @@ type kubeletSetting struct {
 // containerRuntimeEndpoint as far as some file sets them.
 func kubeletSettings(root *host.Root) (map[string]kubeletSetting, error) {
 	files := []string{KubeletConfig}
-	if entries, err := os.ReadDir(root.HostPath(KubeletConfigDir)); err == nil {
-		var names []string
-		for _, e := range entries {
-			if strings.HasSuffix(e.Name(), ".conf") {
-				names = append(names, e.Name())
-			}
-		}
-		slices.Sort(names)
-		for _, n := range names {
+	names, err := root.ReadDir(KubeletConfigDir)
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range names {
+		if strings.HasSuffix(n, ".conf") {
 			files = append(files, path.Join(KubeletConfigDir, n))
 		}
 	}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io/fs"
-	"os"
 	"os/exec"
 	"path"
 	"regexp"
@@ -165,17 +164,17 @@ func planManaged(root *host.Root, resource, p string, data []byte, mode fs.FileM
 // staleHosts removes hosts.toml files nodeprov wrote for registries that
 // are no longer in the spec.
 func staleHosts(root *host.Root, wanted map[string]bool) ([]*plan.Action, error) {
-	entries, err := os.ReadDir(root.HostPath(CertsDir))
+	names, err := root.ReadDir(CertsDir)
 	if err != nil {
-		return nil, nil // no certs.d yet, or not a directory: nothing of ours
+		return nil, err
 	}
 	var out []*plan.Action
-	for _, e := range entries {
-		p := path.Join(CertsDir, e.Name(), "hosts.toml")
+	for _, name := range names {
+		p := path.Join(CertsDir, name, "hosts.toml")
 		if wanted[p] {
 			continue
 		}
-		a, err := removeOwned(root, "registry "+e.Name(), p, []byte(Marker+"\n"))
+		a, err := removeOwned(root, "registry "+name, p, []byte(Marker+"\n"))
 		if err != nil {
 			return nil, err
 		}

@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -138,6 +139,32 @@ func (r *Root) Open(p string) (*os.File, error) {
 		return nil, r.wrap("open", p, err)
 	}
 	return os.NewFile(uintptr(fd), r.HostPath(p)), nil
+}
+
+// ReadDir returns the names in directory p, sorted, resolving p inside the
+// root like every other path (a symlinked directory never lists a host
+// directory outside it). A missing p, or one that is not a directory, has
+// no names.
+func (r *Root) ReadDir(p string) ([]string, error) {
+	rel, err := checkPath(p)
+	if err != nil {
+		return nil, fmt.Errorf("read directory: %w", err)
+	}
+	fd, err := r.openRel(rel, unix.O_RDONLY|unix.O_DIRECTORY)
+	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, r.wrap("read directory", p, err)
+	}
+	f := os.NewFile(uintptr(fd), r.HostPath(p))
+	defer f.Close()
+	names, err := f.Readdirnames(-1)
+	if err != nil {
+		return nil, r.wrap("read directory", p, err)
+	}
+	slices.Sort(names)
+	return names, nil
 }
 
 // OpenLock opens p read-write for flock, creating it with mode 0644 (and its

@@ -1402,3 +1402,28 @@ func TestHostRoot(t *testing.T) {
 		})
 	}
 }
+
+func TestReadDirStaysInRoot(t *testing.T) {
+	outside := t.TempDir()
+	os.WriteFile(filepath.Join(outside, "host-secret.toml"), nil, 0o644)
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "etc/a"), 0o755)
+	os.WriteFile(filepath.Join(dir, "etc/a/2.toml"), nil, 0o644)
+	os.WriteFile(filepath.Join(dir, "etc/a/1.toml"), nil, 0o644)
+	os.Symlink(outside, filepath.Join(dir, "etc/escape"))
+	os.Symlink("/etc/a", filepath.Join(dir, "etc/inside"))
+	r, err := OpenRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	for p, want := range map[string]string{"/etc/a": "1.toml 2.toml", "/etc/inside": "1.toml 2.toml", "/etc/missing": "", "/etc/a/1.toml": ""} {
+		names, err := r.ReadDir(p)
+		if err != nil || strings.Join(names, " ") != want {
+			t.Errorf("ReadDir(%s) = %q, %v; want %q", p, names, err, want)
+		}
+	}
+	if names, err := r.ReadDir("/etc/escape"); err == nil && len(names) > 0 {
+		t.Errorf("ReadDir through a symlink out of the root listed %q", names)
+	}
+}
