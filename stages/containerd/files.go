@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/nodeprov/nodeprov/spec"
+	"github.com/nodeprov/nodeprov/stages/plan"
 )
 
 // HostsFile is one registry's certs.d/<host>/hosts.toml.
@@ -159,4 +160,39 @@ func RenderCrictl(c *spec.Containerd) []byte {
 	ep := "unix://" + c.Address
 	return []byte("# Managed by nodeprov: edits are overwritten by the next apply.\n" +
 		"runtime-endpoint: " + ep + "\nimage-endpoint: " + ep + "\ntimeout: 10\n")
+}
+
+// companionFiles plans the files that belong with a managed containerd:
+// the CNI bridge conflist (cni.network: bridge) and /etc/crictl.yaml. A
+// file the spec's files: section declares itself wins.
+func companionFiles(env *plan.Env) ([]*plan.Action, error) {
+	c := env.Spec.Containerd
+	declared := map[string]bool{}
+	for _, f := range env.Spec.Files {
+		declared[f.Path] = true
+	}
+	var actions []*plan.Action
+	add := func(resource, p string, data []byte) error {
+		if declared[p] {
+			return nil
+		}
+		a, err := plan.PlanFile(env.Root, resource, plan.FileSpec{Path: p, Data: data, Mode: 0o644})
+		if err == nil {
+			actions = append(actions, a)
+		}
+		return err
+	}
+	if c.CNI.Network == "bridge" {
+		data, err := RenderConflist(c)
+		if err != nil {
+			return nil, err
+		}
+		if err := add("cni "+CNIConflist, path.Join(c.CNI.ConfDir, CNIConflist), data); err != nil {
+			return nil, err
+		}
+	}
+	if err := add("crictl "+CrictlConfig, CrictlConfig, RenderCrictl(c)); err != nil {
+		return nil, err
+	}
+	return actions, nil
 }

@@ -139,7 +139,11 @@ func (Stage) Plan(ctx context.Context, env *plan.Env) ([]*plan.Action, error) {
 	} else if a != nil {
 		actions = append(actions, a)
 	}
-	return actions, nil
+	companions, err := companionFiles(env)
+	if err != nil {
+		return nil, err
+	}
+	return append(actions, companions...), nil
 }
 
 // planManaged plans a TOML file that carries the managed marker. An

@@ -1,5 +1,6 @@
 // Package files is the files stage: plain files, directories and symbolic
-// links from the spec.
+// links from the spec. (The files that come with a managed containerd, the
+// CNI conflist and /etc/crictl.yaml, are the containerd stage's.)
 package files
 
 import (
@@ -10,11 +11,9 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"path"
 	"strings"
 
 	"github.com/nodeprov/nodeprov/spec"
-	"github.com/nodeprov/nodeprov/stages/containerd"
 	"github.com/nodeprov/nodeprov/stages/host"
 	"github.com/nodeprov/nodeprov/stages/plan"
 )
@@ -32,9 +31,7 @@ func (Stage) Name() string { return "files" }
 // Plan implements plan.Stage.
 func (Stage) Plan(ctx context.Context, env *plan.Env) ([]*plan.Action, error) {
 	var actions []*plan.Action
-	declared := map[string]bool{}
 	for _, f := range env.Spec.Files {
-		declared[f.Path] = true
 		if dir := volatileDir(f.Path); dir != "" && !env.Live {
 			env.Warnf("files: %s is under %s, which is emptied at boot (tmpfs or cleaned by systemd-tmpfiles): written into this image root, it will not be there on the booted host; use a tmpfiles.d entry or a unit to create it at boot", f.Path, dir)
 		}
@@ -44,11 +41,7 @@ func (Stage) Plan(ctx context.Context, env *plan.Env) ([]*plan.Action, error) {
 		}
 		actions = append(actions, a)
 	}
-	generated, err := containerdFiles(env, declared)
-	if err != nil {
-		return nil, err
-	}
-	return append(actions, generated...), nil
+	return actions, nil
 }
 
 // volatileDir returns the directory of p that does not survive a boot
@@ -60,40 +53,6 @@ func volatileDir(p string) string {
 		}
 	}
 	return ""
-}
-
-// containerdFiles plans the files that belong with a managed containerd:
-// the CNI bridge conflist (cni.network: bridge) and /etc/crictl.yaml. A
-// file the spec declares itself wins.
-func containerdFiles(env *plan.Env, declared map[string]bool) ([]*plan.Action, error) {
-	c := env.Spec.Containerd
-	if c == nil {
-		return nil, nil
-	}
-	var actions []*plan.Action
-	add := func(resource, p string, data []byte) error {
-		if declared[p] {
-			return nil
-		}
-		a, err := plan.PlanFile(env.Root, resource, plan.FileSpec{Path: p, Data: data, Mode: 0o644})
-		if err == nil {
-			actions = append(actions, a)
-		}
-		return err
-	}
-	if c.CNI.Network == "bridge" {
-		data, err := containerd.RenderConflist(c)
-		if err != nil {
-			return nil, err
-		}
-		if err := add("cni "+containerd.CNIConflist, path.Join(c.CNI.ConfDir, containerd.CNIConflist), data); err != nil {
-			return nil, err
-		}
-	}
-	if err := add("crictl "+containerd.CrictlConfig, containerd.CrictlConfig, containerd.RenderCrictl(c)); err != nil {
-		return nil, err
-	}
-	return actions, nil
 }
 
 func planSpecFile(root *host.Root, f spec.File) (*plan.Action, error) {
