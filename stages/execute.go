@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -23,7 +22,7 @@ import (
 const TempLogPath = "/var/lib/nodeprov/temp-dirs"
 
 // LastRunPath records the outcome of the last apply inside the root.
-const LastRunPath = "/var/lib/nodeprov/last-run.json"
+const LastRunPath = host.LastRunPath
 
 // Options configure one plan, apply or check run.
 type Options struct {
@@ -112,7 +111,7 @@ func Execute(ctx context.Context, o Options) *Report {
 	if kernel == nil {
 		kernel = host.NewKernel()
 	}
-	lock, err := AcquireLock(ctx, root, o.LockTimeout, o.OnLockWait)
+	lock, err := host.AcquireRunLock(ctx, root, o.LockTimeout, o.OnLockWait)
 	if err != nil {
 		return finish(err)
 	}
@@ -189,7 +188,7 @@ func prepareDownloads(env *plan.Env, o Options) error {
 }
 
 // DefaultCacheDir is the download cache inside the target root.
-const DefaultCacheDir = "/var/cache/nodeprov"
+const DefaultCacheDir = host.CacheDir
 
 // cacheInRoot creates the cache directory through the root-confined layer
 // and returns its host path. The fetch package works with plain paths, so
@@ -230,9 +229,7 @@ func recordLastRun(root *host.Root, rep *Report, live bool) error {
 		StartedAt: rep.StartedAt, DurationMs: rep.DurationMs, OK: rep.OK, Changed: rep.Changed, Error: rep.Error,
 	}
 	if live {
-		if b, err := os.ReadFile("/proc/sys/kernel/random/boot_id"); err == nil {
-			lr.BootID = strings.TrimSpace(string(b))
-		}
+		lr.BootID = host.BootID()
 	}
 	data, err := json.MarshalIndent(lr, "", "  ")
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"github.com/nodeprov/nodeprov/stages/containerd"
 	"github.com/nodeprov/nodeprov/stages/download"
 	"github.com/nodeprov/nodeprov/stages/files"
+	"github.com/nodeprov/nodeprov/stages/host"
 	"github.com/nodeprov/nodeprov/stages/install"
 	"github.com/nodeprov/nodeprov/stages/kernel"
 	"github.com/nodeprov/nodeprov/stages/machineid"
@@ -252,7 +253,7 @@ func runAction(ctx context.Context, a *plan.Action, mode Mode) actionResult {
 // errClass maps an error to the report's stable error class.
 func errClass(err error) string {
 	var se *StageError
-	var le *LockError
+	var le *host.LockError
 	switch {
 	case errors.As(err, &le):
 		return "lock"

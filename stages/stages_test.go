@@ -387,13 +387,13 @@ func TestLockWaitsThenTimesOut(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer root.Close()
-	held, err := AcquireLock(context.Background(), root, 0, nil)
+	held, err := host.AcquireRunLock(context.Background(), root, 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var waited string
-	_, err = AcquireLock(context.Background(), root, 150*time.Millisecond, func(h string) { waited = h })
-	var le *LockError
+	_, err = host.AcquireRunLock(context.Background(), root, 150*time.Millisecond, func(h string) { waited = h })
+	var le *host.LockError
 	if !errors.As(err, &le) {
 		t.Fatalf("second lock: %v, want a LockError", err)
 	}
@@ -402,7 +402,7 @@ func TestLockWaitsThenTimesOut(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() {
-		l, err := AcquireLock(context.Background(), root, 10*time.Second, nil)
+		l, err := host.AcquireRunLock(context.Background(), root, 10*time.Second, nil)
 		if err == nil {
 			l.Release()
 		}

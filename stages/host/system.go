@@ -1,6 +1,9 @@
 package host
 
-import "os"
+import (
+	"os"
+	"strings"
+)
 
 // SystemdBooted reports whether systemd is the running host's init
 // (sd_booted: /run/systemd/system is a directory). It says nothing about
@@ -8,4 +11,14 @@ import "os"
 func SystemdBooted() bool {
 	st, err := os.Stat("/run/systemd/system")
 	return err == nil && st.IsDir()
+}
+
+// BootID is the running kernel's boot id (/proc/sys/kernel/random/boot_id),
+// or "" when it cannot be read.
+func BootID() string {
+	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
 }

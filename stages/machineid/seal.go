@@ -3,26 +3,21 @@ package machineid
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io/fs"
 	"os"
-	"path"
 	"sort"
 	"strings"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/nodeprov/nodeprov/stages/host"
 	"github.com/nodeprov/nodeprov/stages/plan"
 )
 
-// nodeprov's own state inside a root. They mirror stages.LastRunPath and
-// stages.LockPath, which this package cannot import (stages imports it).
+// nodeprov's own state inside a root.
 const (
-	lastRunPath = "/var/lib/nodeprov/last-run.json"
-	lockPath    = "/run/nodeprov.lock"
-	cachePath   = "/var/cache/nodeprov"
+	lastRunPath = host.LastRunPath
+	lockPath    = host.RunLockPath
+	cachePath   = host.CacheDir
 )
 
 // SealOptions are the options of `nodeprov seal`.
@@ -80,9 +75,9 @@ func (r *SealResult) Summary() string {
 // Seal takes the run lock itself, so the caller must not hold it: sealing
 // while a run is in progress on the root is an error.
 func Seal(ctx context.Context, root *host.Root, opts SealOptions) (*SealResult, error) {
-	lockExisted, unlock, err := lockRun(root)
+	lockExisted, unlock, err := host.TryRunLock(root)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("seal: %w", err)
 	}
 	defer unlock()
 	actions, err := planSeal(root, opts, &lockExisted)
@@ -101,38 +96,6 @@ func Seal(ctx context.Context, root *host.Root, opts SealOptions) (*SealResult, 
 		res.Steps = append(res.Steps, step)
 	}
 	return res, nil
-}
-
-// lockRun takes the run lock of root without waiting. It returns whether
-// the lock file existed before, and the function that drops the lock and
-// removes the lock file if lockRun created it. A root without /run has no
-// run in progress and is not locked, so sealing does not create /run.
-func lockRun(root *host.Root) (existed bool, unlock func(), err error) {
-	run, err := root.Lstat(path.Dir(lockPath))
-	if err != nil || !run.Exists {
-		return false, func() {}, err
-	}
-	before, err := root.Lstat(lockPath)
-	if err != nil {
-		return false, nil, err
-	}
-	f, err := root.OpenLock(lockPath)
-	if err != nil {
-		return false, nil, fmt.Errorf("seal: %w", err)
-	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		f.Close()
-		if errors.Is(err, unix.EWOULDBLOCK) {
-			return false, nil, fmt.Errorf("seal: a nodeprov run holds %s; wait for it to finish", lockPath)
-		}
-		return false, nil, fmt.Errorf("seal: lock %s: %w", lockPath, err)
-	}
-	return before.Exists, func() {
-		if !before.Exists {
-			root.Remove(lockPath) // created by lockRun: leave no trace
-		}
-		f.Close()
-	}, nil
 }
 
 // PlanSeal returns the actions Seal runs, in order, without changing

@@ -210,7 +210,7 @@ func TestSealRefusesWhileARunHoldsTheLock(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := snapshot(t, dir)
-	if _, err := Seal(context.Background(), root, SealOptions{}); err == nil || !strings.Contains(err.Error(), "holds "+lockPath) {
+	if _, err := Seal(context.Background(), root, SealOptions{}); err == nil || !strings.Contains(err.Error(), "lock "+lockPath+": a nodeprov run holds it") {
 		t.Fatalf("err = %v, want the lock to be held", err)
 	}
 	if snapshot(t, dir) != before {
