@@ -12,12 +12,6 @@ import (
 	"github.com/nodeprov/nodeprov/stages/host"
 )
 
-// Stage plans the actions that converge one part of the node.
-type Stage interface {
-	Name() string
-	Plan(ctx context.Context, env *Env) ([]*Action, error)
-}
-
 // Kernel is the live kernel interface the kernel stage needs;
 // *host.Kernel implements it.
 type Kernel interface {

@@ -1,0 +1,21 @@
+// Package stages runs nodeprov's pipeline on a target root: a loaded spec
+// (package spec) is planned and applied by eight stages in a fixed order,
+// and the outcome is a report.
+//
+//	preflight   stages/preflight   host probes, k0s sysinfo style
+//	machine-id  stages/machineid   identity checks; seal for images
+//	kernel      stages/kernel      modules and sysctls, live then persisted
+//	fetch       stages/download    verified downloads into the cache
+//	install     stages/install     artifacts from the cache into place
+//	files       stages/files       the spec's files, directories, links
+//	containerd  stages/containerd  config.toml, drop-ins, hosts.toml, CNI, crictl
+//	units       stages/units       systemd units, live (D-Bus) or offline
+//
+// Each stage implements plan.Stage: it compares desired with actual state
+// and returns actions (stages/plan); plan and check stop there, apply runs
+// them (runner.go) and later stages see what earlier ones changed.
+// Execute (execute.go) is the entry point: it takes the run lock, builds
+// the environment and writes the last-run record; report.go and text.go
+// are the JSON and text outputs. stages/host is the only code that touches
+// the machine; stages/archive and stages/textdiff are shared helpers.
+package stages
