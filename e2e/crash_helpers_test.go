@@ -236,7 +236,7 @@ func normalizedLastRun(p string) (string, error) {
 	return "normalized " + string(norm), nil
 }
 
-// installRecord mirrors stages/install's record file.
+// installRecord mirrors stages/artifacts' install record file.
 type installRecord struct {
 	Version   int `json:"version"`
 	Artifacts map[string]struct {

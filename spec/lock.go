@@ -3,7 +3,10 @@ package spec
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"regexp"
 	"sort"
 	"strings"
@@ -143,4 +146,32 @@ func (l *Lock) Marshal() []byte {
 		b.WriteByte('\n')
 	}
 	return b.Bytes()
+}
+
+// ReadLocks reads lock files and merges them (Merge): required must exist
+// (unless it is ""), a missing optional one is skipped. The same URL
+// pinned to two digests is an error naming the file.
+func ReadLocks(required string, optional ...string) (*Lock, error) {
+	pins := NewLock()
+	files := optional
+	if required != "" {
+		files = append([]string{required}, optional...)
+	}
+	for i, f := range files {
+		data, err := os.ReadFile(f)
+		if errors.Is(err, fs.ErrNotExist) && !(required != "" && i == 0) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read lock file: %w", err)
+		}
+		lock, err := ParseLock(f, data)
+		if err != nil {
+			return nil, err
+		}
+		if err := pins.Merge(f, lock); err != nil {
+			return nil, err
+		}
+	}
+	return pins, nil
 }

@@ -5,8 +5,8 @@
 //	preflight   stages/preflight   host probes, k0s sysinfo style
 //	machine-id  stages/machineid   identity checks; seal for images
 //	kernel      stages/kernel      modules and sysctls, live then persisted
-//	fetch       stages/download    verified downloads into the cache
-//	install     stages/install     artifacts from the cache into place
+//	fetch       stages/artifacts   verified downloads into the cache
+//	install     stages/artifacts   artifacts from the cache into place
 //	files       stages/files       the spec's files, directories, links
 //	containerd  stages/containerd  config.toml, drop-ins, hosts.toml, CNI, crictl
 //	units       stages/units       systemd units, live (D-Bus) or offline
@@ -17,5 +17,9 @@
 // Execute (execute.go) is the entry point: it takes the run lock, builds
 // the environment and writes the last-run record; report.go and text.go
 // are the JSON and text outputs. stages/host is the only code that touches
-// the machine; stages/archive and stages/textdiff are shared helpers.
+// the machine; stages/archive and stages/textdiff are shared helpers. No
+// stage package imports another (TestImportRules): the fetch and install
+// stages share one package, and what they hand each other stays in it.
+// commands.go holds the policy of lock, fetch --to, seal and sysinfo, so
+// that cmd/nodeprov only parses flags and prints.
 package stages

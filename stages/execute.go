@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -13,7 +12,6 @@ import (
 
 	"github.com/nodeprov/nodeprov/fetch"
 	"github.com/nodeprov/nodeprov/spec"
-	"github.com/nodeprov/nodeprov/stages/download"
 	"github.com/nodeprov/nodeprov/stages/host"
 )
 
@@ -132,9 +130,9 @@ func Execute(ctx context.Context, o Options) *Report {
 	}
 	rep.Warnings = append(rep.Warnings, unhandled(o.Doc.Spec, selected, o.FirstBoot)...)
 	env := &plan.Env{Spec: o.Doc.Spec, Doc: o.Doc, Root: root, Live: live, Kernel: kernel, Changes: plan.NewChangeSet(),
-		Parallel: o.Parallel, Pins: o.Pins}
-	if err := prepareDownloads(env, o); err != nil {
-		return finish(err)
+		Parallel: o.Parallel, Arch: o.Arch}
+	if env.Arch == "" {
+		env.Arch = spec.HostArch()
 	}
 	env.Mode = string(o.Mode)
 	stageReports, changed, runErr := run(ctx, env, selected, o.Mode, o.Observer)
@@ -151,63 +149,8 @@ func Execute(ctx context.Context, o Options) *Report {
 	return rep
 }
 
-// prepareDownloads expands the spec's components and downloads for the
-// target architecture and sets up the fetcher and its cache.
-func prepareDownloads(env *plan.Env, o Options) error {
-	env.Arch = o.Arch
-	if env.Arch == "" {
-		env.Arch = spec.HostArch()
-	}
-	arts, err := spec.Expand(env.Spec, env.Arch)
-	if err != nil {
-		return err
-	}
-	env.Artifacts = arts
-	if len(arts) == 0 {
-		return nil
-	}
-	cache := o.CacheDir
-	if cache == "" {
-		cache, err = cacheInRoot(env.Root)
-		if err != nil {
-			return err
-		}
-	}
-	cas, err := download.RootCAs(env.Root, env.Spec.TLS)
-	if err != nil {
-		return err
-	}
-	env.Fetcher = &fetch.Fetcher{CacheDir: cache, Parallel: o.Parallel, RequirePinned: o.RequirePinned,
-		IdleTimeout: o.IdleTimeout, Progress: o.Progress, RootCAs: cas}
-	if o.Mode == ModeApply {
-		// Also when nothing is fetched: an interrupted run's partial
-		// downloads must not stay in the cache.
-		return env.Fetcher.Prepare()
-	}
-	return nil
-}
-
 // DefaultCacheDir is the download cache inside the target root.
 const DefaultCacheDir = host.CacheDir
-
-// cacheInRoot creates the cache directory through the root-confined layer
-// and returns its host path. The fetch package works with plain paths, so
-// the path must not contain a symlink that the host would resolve
-// differently from the root.
-func cacheInRoot(root *host.Root) (string, error) {
-	if err := root.MkdirAll(DefaultCacheDir, 0o755); err != nil {
-		return "", err
-	}
-	p := root.HostPath(DefaultCacheDir)
-	real, err := filepath.EvalSymlinks(p)
-	if err != nil {
-		return "", err
-	}
-	if real != p {
-		return "", fmt.Errorf("download cache %s is reached through a symlink (%s); pass --cache with a plain directory", p, real)
-	}
-	return p, nil
-}
 
 // LastRun is the record of the last apply, kept at LastRunPath.
 type LastRun struct {

@@ -8,11 +8,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nodeprov/nodeprov/stages/artifacts"
 	"github.com/nodeprov/nodeprov/stages/containerd"
-	"github.com/nodeprov/nodeprov/stages/download"
 	"github.com/nodeprov/nodeprov/stages/files"
 	"github.com/nodeprov/nodeprov/stages/host"
-	"github.com/nodeprov/nodeprov/stages/install"
 	"github.com/nodeprov/nodeprov/stages/kernel"
 	"github.com/nodeprov/nodeprov/stages/machineid"
 	"github.com/nodeprov/nodeprov/stages/plan"
@@ -39,7 +38,9 @@ var Order = []string{"preflight", "machine-id", "kernel", "fetch", "install", "f
 // All returns the stages of this build in their fixed order, configured
 // by o.
 func All(o Options) []plan.Stage {
-	return []plan.Stage{preflight.Stage{}, machineid.Stage{}, kernel.Stage{}, download.Stage{}, install.Stage{}, files.Stage{}, containerd.Stage{},
+	fetchStage, installStage := artifacts.New(artifacts.Options{CacheDir: o.CacheDir, Parallel: o.Parallel,
+		RequirePinned: o.RequirePinned, IdleTimeout: o.IdleTimeout, Progress: o.Progress, Pins: o.Pins, Clean: o.Mode == ModeApply})
+	return []plan.Stage{preflight.Stage{}, machineid.Stage{}, kernel.Stage{}, fetchStage, installStage, files.Stage{}, containerd.Stage{},
 		units.Stage{NoBlock: o.NoBlock, FirstBoot: firstBoot(o)}}
 }
 

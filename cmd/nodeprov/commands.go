@@ -13,9 +13,6 @@ import (
 	"github.com/nodeprov/nodeprov/schema"
 	"github.com/nodeprov/nodeprov/spec"
 	"github.com/nodeprov/nodeprov/stages"
-	"github.com/nodeprov/nodeprov/stages/host"
-	"github.com/nodeprov/nodeprov/stages/machineid"
-	"github.com/nodeprov/nodeprov/stages/preflight"
 )
 
 // newFlags returns a flag set whose --help shows the command's synopsis
@@ -306,14 +303,8 @@ func runSeal(ctx context.Context, args []string, s ioSet) int {
 	if !ok {
 		return code
 	}
-	r, err := host.OpenRoot(*root)
-	if err != nil {
-		fmt.Fprintf(s.err, "seal: %v\n", err)
-		return exitFailure
-	}
-	defer r.Close()
 	// Seal takes the run lock itself and removes the lock file last.
-	res, err := machineid.Seal(ctx, r, machineid.SealOptions{Empty: *empty, CleanCache: *cleanCache})
+	res, err := stages.Seal(ctx, *root, stages.SealOptions{Empty: *empty, CleanCache: *cleanCache})
 	if err != nil {
 		fmt.Fprintf(s.err, "seal: %v\n", err)
 		return exitFailure
@@ -348,7 +339,7 @@ func runSysinfo(ctx context.Context, args []string, s ioSet) int {
 		fs.Usage()
 		return exitInvalid
 	}
-	rep, err := preflight.Sysinfo(ctx, preflight.Options{RootDir: *root, Live: liveOpt, Ignore: splitList(*ignore)})
+	rep, err := stages.Sysinfo(ctx, stages.SysinfoOptions{RootDir: *root, Live: liveOpt, Ignore: splitList(*ignore)})
 	if err != nil {
 		fmt.Fprintf(s.err, "sysinfo: %v\n", err)
 		return exitInvalid

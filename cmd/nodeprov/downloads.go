@@ -2,22 +2,14 @@ package main
 
 import (
 	"context"
-	"crypto/x509"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
-	"os"
 	"path/filepath"
 	"time"
 
-	"golang.org/x/sys/unix"
-
-	"github.com/nodeprov/nodeprov/fetch"
 	"github.com/nodeprov/nodeprov/spec"
-	"github.com/nodeprov/nodeprov/stages/download"
-	"github.com/nodeprov/nodeprov/stages/host"
+	"github.com/nodeprov/nodeprov/stages"
 )
 
 // downloadFlags are the flags of every command that downloads.
@@ -44,47 +36,23 @@ func addDownloadFlags(fs *flag.FlagSet) *downloadFlags {
 // pins reads the lock file next to the spec (or --lock-file) and, for an
 // air-gapped cache, the lock file `nodeprov fetch --to` left in it.
 func (d *downloadFlags) pins(specFile string) (*spec.Lock, error) {
-	pins := spec.NewLock()
-	var files []string
-	explicit := d.lockFile != "" && d.lockFile != "none"
+	var required string
+	var optional []string
 	switch {
-	case explicit:
-		files = append(files, d.lockFile)
+	case d.lockFile != "" && d.lockFile != "none":
+		required = d.lockFile
 	case d.lockFile == "" && specFile != "-":
-		files = append(files, filepath.Join(filepath.Dir(specFile), spec.LockFileName))
+		optional = append(optional, filepath.Join(filepath.Dir(specFile), spec.LockFileName))
 	}
 	if d.cache != "" {
-		files = append(files, filepath.Join(d.cache, spec.LockFileName))
+		optional = append(optional, filepath.Join(d.cache, spec.LockFileName))
 	}
-	for i, f := range files {
-		data, err := os.ReadFile(f)
-		if errors.Is(err, fs.ErrNotExist) && !(explicit && i == 0) {
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("read lock file: %w", err)
-		}
-		lock, err := spec.ParseLock(f, data)
-		if err != nil {
-			return nil, err
-		}
-		if err := pins.Merge(f, lock); err != nil {
-			return nil, err
-		}
-	}
-	return pins, nil
+	return spec.ReadLocks(required, optional...)
 }
 
 // progressFor shows download progress on w: bars on a terminal, plain
 // periodic lines otherwise (cloud-init logs).
-func progressFor(w io.Writer) fetch.Progress {
-	tty := false
-	if f, ok := w.(*os.File); ok {
-		_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
-		tty = err == nil
-	}
-	return fetch.NewProgress(w, tty)
-}
+func progressFor(w io.Writer) stages.Progress { return stages.NewProgress(w) }
 
 func arches(flagValue string, def []string) []string {
 	if flagValue == "" {
@@ -112,24 +80,10 @@ func runLock(ctx context.Context, args []string, s ioSet) int {
 	if !ok {
 		return exitInvalid
 	}
-	keyrings, cas, err := loadTrust(*root, doc.Spec)
-	if err != nil {
-		fmt.Fprintf(s.err, "lock: %v\n", err)
-		return exitFailure
-	}
-	cache, err := os.MkdirTemp("", "nodeprov-lock-")
-	if err != nil {
-		fmt.Fprintf(s.err, "lock: %v\n", err)
-		return exitFailure
-	}
-	defer os.RemoveAll(cache)
-	lock, err := download.Lock(ctx, doc.Spec, keyrings, arches(*arch, spec.Arches()), &fetch.Fetcher{CacheDir: cache, RootCAs: cas, RequirePinned: *requirePinned})
-	if err != nil {
-		fmt.Fprintf(s.err, "lock: %v\n", err)
-		return exitFailure
-	}
 	path := filepath.Join(filepath.Dir(pos[0]), spec.LockFileName)
-	if err := host.WriteHostFile(path, lock.Marshal(), 0o644); err != nil {
+	lock, err := stages.WriteLock(ctx, stages.LockOptions{Spec: doc.Spec, File: path, RootDir: *root,
+		Arches: arches(*arch, spec.Arches()), RequirePinned: *requirePinned})
+	if err != nil {
 		fmt.Fprintf(s.err, "lock: %v\n", err)
 		return exitFailure
 	}
@@ -165,21 +119,13 @@ func runFetch(ctx context.Context, args []string, s ioSet) int {
 		fmt.Fprintf(s.err, "fetch: %v\n", err)
 		return exitInvalid
 	}
-	keyrings, cas, err := loadTrust(*root, doc.Spec)
-	if err != nil {
-		fmt.Fprintf(s.err, "fetch: %v\n", err)
-		return exitFailure
-	}
-	f := &fetch.Fetcher{CacheDir: *to, Parallel: dl.parallel, RequirePinned: dl.requirePinned, IdleTimeout: dl.idleTimeout, RootCAs: cas}
+	o := stages.FillOptions{Spec: doc.Spec, RootDir: *root, Arches: arches(dl.arch, []string{spec.HostArch()}), To: *to,
+		Pins: pins, Parallel: dl.parallel, RequirePinned: dl.requirePinned, IdleTimeout: dl.idleTimeout}
 	if out.v == "text" {
-		f.Progress = progressFor(s.err)
+		o.Progress = progressFor(s.err)
 	}
-	lock, results, err := download.FillCache(ctx, doc.Spec, keyrings, arches(dl.arch, []string{spec.HostArch()}), pins, f)
+	_, results, err := stages.FillCache(ctx, o)
 	if err != nil {
-		fmt.Fprintf(s.err, "fetch: %v\n", err)
-		return exitFailure
-	}
-	if err := host.WriteHostFile(filepath.Join(*to, spec.LockFileName), lock.Marshal(), 0o644); err != nil {
 		fmt.Fprintf(s.err, "fetch: %v\n", err)
 		return exitFailure
 	}
@@ -196,19 +142,4 @@ func runFetch(ctx context.Context, args []string, s ioSet) int {
 	}
 	fmt.Fprintf(s.out, "fetch: %d artifacts verified in %s (lock: %s)\n", len(results), *to, filepath.Join(*to, spec.LockFileName))
 	return exitOK
-}
-
-// loadTrust reads the spec's keyrings and CA certificates inside rootDir.
-func loadTrust(rootDir string, n *spec.Node) (map[string]*fetch.Keyring, *x509.CertPool, error) {
-	r, err := host.OpenRoot(rootDir)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer r.Close()
-	keyrings, err := download.LoadKeyrings(r, n.Keyrings)
-	if err != nil {
-		return nil, nil, err
-	}
-	cas, err := download.RootCAs(r, n.TLS)
-	return keyrings, cas, err
 }

@@ -9,7 +9,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 
@@ -514,21 +513,4 @@ func chmodNoFollow(dfd int, name string, mode uint32, useFchmodat2 bool) error {
 	// The magic link refers to the inode itself; chmod does not follow it
 	// any further.
 	return unix.Chmod(fmt.Sprintf("/proc/self/fd/%d", fd), mode)
-}
-
-// WriteHostFile atomically replaces a file that belongs to no target root
-// (a lock file next to the spec, a generated file in the repository) with
-// the same temp, fsync and rename steps as WriteFile, confined to the
-// file's own directory.
-func WriteHostFile(path string, data []byte, mode fs.FileMode) error {
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		return err
-	}
-	r, err := OpenRoot(filepath.Dir(abs))
-	if err != nil {
-		return err
-	}
-	defer r.Close()
-	return r.WriteFile("/"+filepath.Base(abs), data, WriteOptions{Mode: mode, UID: -1, GID: -1})
 }

@@ -5,10 +5,7 @@ import (
 	"fmt"
 	"sync"
 
-	"github.com/nodeprov/nodeprov/fetch"
-
 	"github.com/nodeprov/nodeprov/spec"
-	"github.com/nodeprov/nodeprov/stages/archive"
 	"github.com/nodeprov/nodeprov/stages/host"
 )
 
@@ -40,20 +37,12 @@ type Env struct {
 	Parallel int
 	// Arch is the architecture artifacts are expanded for.
 	Arch string
-	// Artifacts are the spec's components and downloads expanded for Arch.
-	Artifacts []spec.Artifact
-	// Fetcher downloads and verifies artifacts into the cache.
-	Fetcher *fetch.Fetcher
-	// Pins are digests from the lock files, by upstream URL, with the
-	// trust each was recorded with (nil: none).
-	Pins *spec.Lock
 
-	mu      sync.Mutex
-	fetched map[string]Fetched
 	// Mode is "plan", "apply" or "check"; stages that must not even
 	// probe something expensive in plan mode can look at it.
 	Mode string
 
+	mu       sync.Mutex
 	warnings []string
 }
 
@@ -63,38 +52,6 @@ func (e *Env) Warnf(format string, args ...any) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.warnings = append(e.warnings, fmt.Sprintf(format, args...))
-}
-
-// Fetched is a verified artifact in the cache.
-type Fetched struct {
-	Path   string // cache file (host path)
-	SHA256 string // hex
-	Digest string // the verified digest, "sha256:<hex>" or "sha512:<hex>"
-	Trust  string // pinned, signed, same-origin
-	// Members is the checked member list of an archive artifact, planned
-	// by the fetch stage right after the download (archive.Plan over Path
-	// with the artifact's selection), so that the install stage reads the
-	// archive only once more; nil when not planned yet.
-	Members []archive.Member
-}
-
-// SetFetched records a verified artifact for the install stage; safe for
-// concurrent use by parallel download actions.
-func (e *Env) SetFetched(name string, f Fetched) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.fetched == nil {
-		e.fetched = map[string]Fetched{}
-	}
-	e.fetched[name] = f
-}
-
-// GetFetched returns the verified artifact recorded under name.
-func (e *Env) GetFetched(name string) (Fetched, bool) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	f, ok := e.fetched[name]
-	return f, ok
 }
 
 // Warnings returns the warnings recorded so far.

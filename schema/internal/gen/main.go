@@ -8,9 +8,9 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"github.com/nodeprov/nodeprov/schema"
-	"github.com/nodeprov/nodeprov/stages/host"
 )
 
 func main() {
@@ -47,5 +47,21 @@ func writeFile(name string, data []byte) error {
 	if old, err := os.ReadFile(name); err == nil && string(old) == string(data) {
 		return nil
 	}
-	return host.WriteHostFile(name, data, 0o644)
+	tmp, err := os.CreateTemp(filepath.Dir(name), ".gen-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), name)
 }

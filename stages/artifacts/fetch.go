@@ -1,8 +1,4 @@
-// Package download is the fetch stage: every artifact the install stage
-// needs is downloaded in parallel, verified, and kept in the
-// content-addressed cache. It also builds the requests for `nodeprov lock`
-// and `nodeprov fetch --to`.
-package download
+package artifacts
 
 import (
 	"context"
@@ -15,35 +11,26 @@ import (
 	"github.com/nodeprov/nodeprov/spec"
 	"github.com/nodeprov/nodeprov/stages/archive"
 	"github.com/nodeprov/nodeprov/stages/host"
-	"github.com/nodeprov/nodeprov/stages/install"
 	"github.com/nodeprov/nodeprov/stages/plan"
 )
 
-// Stage downloads and verifies artifacts.
-type Stage struct{}
-
-// Name implements plan.Stage.
-func (Stage) Name() string { return "fetch" }
-
-// Plan implements plan.Stage. An artifact already installed as recorded
-// needs nothing; one whose digest is known and cached is reused; the rest
-// become parallel download actions. Digests come from the spec, the lock
-// file, or (costing one small request) the artifact's checksum file.
-func (Stage) Plan(ctx context.Context, env *plan.Env) ([]*plan.Action, error) {
-	if len(env.Artifacts) == 0 {
+// planFetch plans the fetch stage. An artifact already installed as
+// recorded needs nothing; one whose digest is known and cached is reused;
+// the rest become parallel download actions. Digests come from the spec,
+// the lock file, or (costing one small request) the artifact's checksum
+// file.
+func (r *run) planFetch(ctx context.Context, env *plan.Env) ([]*plan.Action, error) {
+	if len(r.arts) == 0 {
 		return nil, nil
-	}
-	if env.Fetcher == nil {
-		return nil, fmt.Errorf("no fetcher configured")
 	}
 	keyrings, err := LoadKeyrings(env.Root, env.Spec.Keyrings)
 	if err != nil {
 		return nil, err
 	}
-	rec := install.LoadRecord(env.Root)
+	rec := LoadRecord(env.Root)
 	var actions []*plan.Action
-	for _, art := range env.Artifacts {
-		a, err := planArtifact(ctx, env, rec, keyrings, art)
+	for _, art := range r.arts {
+		a, err := r.planDownload(ctx, env, rec, keyrings, art)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", art.SpecPath, err)
 		}
@@ -52,18 +39,18 @@ func (Stage) Plan(ctx context.Context, env *plan.Env) ([]*plan.Action, error) {
 	return actions, nil
 }
 
-func planArtifact(ctx context.Context, env *plan.Env, rec *install.Record, keyrings map[string]*fetch.Keyring, art spec.Artifact) (*plan.Action, error) {
+func (r *run) planDownload(ctx context.Context, env *plan.Env, rec *Record, keyrings map[string]*fetch.Keyring, art spec.Artifact) (*plan.Action, error) {
 	a := &plan.Action{Resource: "download " + art.Name}
-	req, err := Request(art, keyrings, env.Pins)
+	req, err := Request(art, keyrings, r.o.Pins)
 	if err != nil {
 		return nil, err
 	}
 	// The trust policy first: an artifact installed or cached by an
 	// earlier run is held to this run's policy too.
-	if err := env.Fetcher.Admit(req); err != nil {
+	if err := r.fetcher.Admit(req); err != nil {
 		return nil, err
 	}
-	pinned, _ := install.PinnedDigest(art, env.Pins)
+	pinned, _ := PinnedDigest(art, r.o.Pins)
 	if _, ok := rec.Intact(env.Root, art, pinned); ok {
 		a.Op, a.Detail = plan.OpNone, "installed, nothing to fetch"
 		return a, nil
@@ -74,11 +61,11 @@ func planArtifact(ctx context.Context, env *plan.Env, rec *install.Record, keyri
 		// must not resolve it (that would download in plan).
 		a.Op, a.Parallel = plan.OpCreate, true
 		a.Detail = art.URL + " (signature " + req.Signature.URL + ")"
-		return withRun(env, art, a, req), nil
+		return r.withRun(env, art, a, req), nil
 	}
 	want, trust := req.Pinned, req.PinTrust
 	if want == nil {
-		res, err := env.Fetcher.Resolve(ctx, req)
+		res, err := r.fetcher.Resolve(ctx, req)
 		if err != nil {
 			return nil, err
 		}
@@ -87,12 +74,12 @@ func planArtifact(ctx context.Context, env *plan.Env, rec *install.Record, keyri
 			env.Warnf("%s: signed by %s, whose key has expired (allowed by allowExpired)", art.Name, res.SignedBy)
 		}
 	}
-	if path, ok := env.Fetcher.Lookup(*want); ok {
-		sha, err := sha256Of(env.Fetcher, *want, path)
+	if path, ok := r.fetcher.Lookup(*want); ok {
+		sha, err := sha256Of(*want, path)
 		if err != nil {
 			return nil, err
 		}
-		env.SetFetched(art.Name, plan.Fetched{Path: path, SHA256: sha, Digest: want.String(), Trust: trust})
+		r.setFetched(art.Name, fetched{Path: path, SHA256: sha, Digest: want.String(), Trust: trust})
 		a.Op, a.Detail = plan.OpNone, "cached "+want.String()
 		return a, nil
 	}
@@ -102,15 +89,15 @@ func planArtifact(ctx context.Context, env *plan.Env, rec *install.Record, keyri
 	// changes between plan and download cannot slip a different artifact
 	// in; the pin keeps the trust it was resolved with.
 	req.Pinned, req.PinTrust, req.Checksum = want, trust, nil
-	return withRun(env, art, a, req), nil
+	return r.withRun(env, art, a, req), nil
 }
 
 // withRun makes a download action: fetch, verify, record the cache file for
 // the install stage, and describe what was verified how.
-func withRun(env *plan.Env, art spec.Artifact, a *plan.Action, req fetch.Request) *plan.Action {
+func (r *run) withRun(env *plan.Env, art spec.Artifact, a *plan.Action, req fetch.Request) *plan.Action {
 	var got fetch.Result
 	a.Run = func(ctx context.Context) error {
-		results, err := env.Fetcher.Fetch(ctx, []fetch.Request{req})
+		results, err := r.fetcher.Fetch(ctx, []fetch.Request{req})
 		if err != nil {
 			return err
 		}
@@ -118,19 +105,19 @@ func withRun(env *plan.Env, art spec.Artifact, a *plan.Action, req fetch.Request
 		if got.KeyExpired {
 			env.Warnf("%s: signed by %s, whose key has expired (allowed by allowExpired)", art.Name, got.SignedBy)
 		}
-		f := plan.Fetched{Path: got.Path, SHA256: got.SHA256, Digest: got.Digest.String(), Trust: got.Trust}
+		f := fetched{Path: got.Path, SHA256: got.SHA256, Digest: got.Digest.String(), Trust: got.Trust}
 		if art.Install.Archive() {
 			// Check and index the archive now, while other downloads are
 			// still on the wire: the install stage then reads it only once
 			// more, to write, and a hostile archive fails here, before
 			// anything of any artifact is installed.
-			members, err := planArchive(got.Path, art.Install)
+			members, err := listArchive(got.Path, art.Install)
 			if err != nil {
 				return fmt.Errorf("%s: %w", art.URL, err)
 			}
 			f.Members = members
 		}
-		env.SetFetched(art.Name, f)
+		r.setFetched(art.Name, f)
 		return nil
 	}
 	a.Result = func() string {
@@ -146,9 +133,9 @@ func withRun(env *plan.Env, art spec.Artifact, a *plan.Action, req fetch.Request
 	return a
 }
 
-// planArchive lists and hashes the members of a verified cache file that
+// listArchive lists and hashes the members of a verified cache file that
 // an install rule selects.
-func planArchive(path string, in spec.Install) ([]archive.Member, error) {
+func listArchive(path string, in spec.Install) ([]archive.Member, error) {
 	r, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -159,7 +146,7 @@ func planArchive(path string, in spec.Install) ([]archive.Member, error) {
 
 // sha256Of returns the sha256 of a cached file: the cache is keyed by it,
 // so it is the file's name.
-func sha256Of(f *fetch.Fetcher, d fetch.Digest, path string) (string, error) {
+func sha256Of(d fetch.Digest, path string) (string, error) {
 	if d.Algorithm == "sha256" {
 		return d.Hex, nil
 	}
@@ -175,7 +162,7 @@ func sha256Of(f *fetch.Fetcher, d fetch.Digest, path string) (string, error) {
 // checksum file and signatures.
 func Request(art spec.Artifact, keyrings map[string]*fetch.Keyring, pins *spec.Lock) (fetch.Request, error) {
 	req := fetch.Request{URL: art.URL, MaxSize: art.MaxSize}
-	if pin, trust := install.PinnedDigest(art, pins); pin != "" {
+	if pin, trust := PinnedDigest(art, pins); pin != "" {
 		d, err := fetch.ParseDigest(pin)
 		if err != nil {
 			return req, err

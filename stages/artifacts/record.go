@@ -1,8 +1,4 @@
-// Package install is the install stage: verified artifacts from the cache
-// into place — plain files, named archive members, or archive trees — each
-// target replaced atomically, and a record of what was installed from which
-// digest so a re-apply needs neither the network nor a re-hash.
-package install
+package artifacts
 
 import (
 	"encoding/json"

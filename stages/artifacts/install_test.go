@@ -1,4 +1,4 @@
-package install
+package artifacts
 
 import (
 	"archive/tar"
@@ -20,8 +20,23 @@ import (
 	"github.com/nodeprov/nodeprov/stages/plan"
 )
 
+// installEnv is an environment for root and the run state of a run whose
+// fetch stage expanded arts (and fetched nothing yet).
+func installEnv(root *host.Root, arts []spec.Artifact) (*plan.Env, *run) {
+	r := &run{arts: arts, fetched: map[string]fetched{}}
+	r.once.Do(func() {}) // expanded already
+	return &plan.Env{Root: root, Changes: plan.NewChangeSet()}, r
+}
+
+// planInstall plans the install stage for root and arts with nothing
+// fetched: what the install record alone decides.
+func planInstall(root *host.Root, arts []spec.Artifact) ([]*plan.Action, error) {
+	env, r := installEnv(root, arts)
+	return r.planInstall(context.Background(), env)
+}
+
 // cached writes data as a verified cache file and records it as fetched.
-func cached(t *testing.T, env *plan.Env, name string, data []byte) {
+func cached(t *testing.T, r *run, name string, data []byte) {
 	t.Helper()
 	sum := sha256.Sum256(data)
 	hexSum := hex.EncodeToString(sum[:])
@@ -29,7 +44,7 @@ func cached(t *testing.T, env *plan.Env, name string, data []byte) {
 	if err := os.WriteFile(p, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	env.SetFetched(name, plan.Fetched{Path: p, SHA256: hexSum, Digest: "sha256:" + hexSum, Trust: "pinned"})
+	r.setFetched(name, fetched{Path: p, SHA256: hexSum, Digest: "sha256:" + hexSum, Trust: "pinned"})
 }
 
 func tgz(t *testing.T, files map[string]string) []byte {
@@ -54,9 +69,9 @@ func tgz(t *testing.T, files map[string]string) []byte {
 	return b.Bytes()
 }
 
-// run applies actions the way the runner does: parallel neighbours
+// runActions applies actions the way the runner does: parallel neighbours
 // concurrently, the rest in order.
-func run(t *testing.T, actions []*plan.Action) {
+func runActions(t *testing.T, actions []*plan.Action) {
 	t.Helper()
 	for i := 0; i < len(actions); {
 		n := 1
@@ -99,16 +114,16 @@ func TestPlanInstallsAndConverges(t *testing.T) {
 		{Name: "downloads[0]", URL: "https://x/bridge", Upstream: "https://x/bridge",
 			Install: spec.Install{Path: "/opt/cni/bin/bridge-extra", Mode: 0o755}},
 	}
-	newEnv := func() *plan.Env {
-		env := &plan.Env{Root: root, Artifacts: arts, Changes: plan.NewChangeSet()}
-		cached(t, env, "containerd", tgz(t, map[string]string{"bin/containerd": "containerd", "bin/ctr": "ctr"}))
-		cached(t, env, "cni", tgz(t, map[string]string{"bridge": "bridge", "loopback": "loopback"}))
-		cached(t, env, "runc", []byte("runc"))
-		cached(t, env, "downloads[0]", []byte("extra"))
-		return env
+	planAll := func() ([]*plan.Action, error) {
+		env, r := installEnv(root, arts)
+		cached(t, r, "containerd", tgz(t, map[string]string{"bin/containerd": "containerd", "bin/ctr": "ctr"}))
+		cached(t, r, "cni", tgz(t, map[string]string{"bridge": "bridge", "loopback": "loopback"}))
+		cached(t, r, "runc", []byte("runc"))
+		cached(t, r, "downloads[0]", []byte("extra"))
+		return r.planInstall(context.Background(), env)
 	}
 
-	actions, err := Stage{}.Plan(context.Background(), newEnv())
+	actions, err := planAll()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +147,7 @@ func TestPlanInstallsAndConverges(t *testing.T) {
 	if actions[len(arts)].Parallel {
 		t.Error("the install record must run after every install")
 	}
-	run(t, actions)
+	runActions(t, actions)
 
 	for p, want := range map[string]string{
 		"usr/local/bin/containerd":        "containerd",
@@ -151,7 +166,7 @@ func TestPlanInstallsAndConverges(t *testing.T) {
 		}
 	}
 
-	again, err := Stage{}.Plan(context.Background(), newEnv())
+	again, err := planAll()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,9 +217,9 @@ func TestPlannedMembers(t *testing.T) {
 	defer root.Close()
 	art := spec.Artifact{Name: "containerd", URL: "https://x/c.tgz", Upstream: "https://x/c.tgz",
 		Install: spec.Install{Files: map[string]string{"bin/containerd": "/usr/local/bin/containerd"}}}
-	env := &plan.Env{Root: root, Artifacts: []spec.Artifact{art}, Changes: plan.NewChangeSet()}
-	cached(t, env, "containerd", tgz(t, map[string]string{"bin/containerd": "good"}))
-	f, _ := env.GetFetched("containerd")
+	env, r := installEnv(root, []spec.Artifact{art})
+	cached(t, r, "containerd", tgz(t, map[string]string{"bin/containerd": "good"}))
+	f, _ := r.getFetched("containerd")
 	members, err := archive.Plan(bytes.NewReader(tgz(t, map[string]string{"bin/containerd": "good"})), archive.SelectionOf(art.Install), archive.DefaultLimits())
 	if err != nil {
 		t.Fatal(err)
@@ -214,9 +229,9 @@ func TestPlannedMembers(t *testing.T) {
 	if err := os.WriteFile(f.Path, tgz(t, map[string]string{"bin/containerd": "evil"}), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	env.SetFetched("containerd", f)
+	r.setFetched("containerd", f)
 
-	actions, err := Stage{}.Plan(context.Background(), env)
+	actions, err := r.planInstall(context.Background(), env)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -252,22 +267,21 @@ func TestClonedRootIsIntact(t *testing.T) {
 		t.Cleanup(func() { r.Close() })
 		return r
 	}
-	env := &plan.Env{Root: open(src), Artifacts: arts, Changes: plan.NewChangeSet()}
-	cached(t, env, "runc", []byte("runc binary"))
-	cached(t, env, "containerd", tgz(t, map[string]string{"bin/containerd": "containerd binary"}))
-	actions, err := Stage{}.Plan(context.Background(), env)
+	env, r := installEnv(open(src), arts)
+	cached(t, r, "runc", []byte("runc binary"))
+	cached(t, r, "containerd", tgz(t, map[string]string{"bin/containerd": "containerd binary"}))
+	actions, err := r.planInstall(context.Background(), env)
 	if err != nil {
 		t.Fatal(err)
 	}
-	run(t, actions)
+	runActions(t, actions)
 
 	clone := filepath.Join(t.TempDir(), "clone")
 	if out, err := exec.Command("cp", "-r", src, clone).CombinedOutput(); err != nil { // new inodes and mtimes
 		t.Fatalf("cp: %v %s", err, out)
 	}
-	// No SetFetched: anything not intact would wait for a download.
-	cloneEnv := &plan.Env{Root: open(clone), Artifacts: arts, Changes: plan.NewChangeSet()}
-	actions, err = Stage{}.Plan(context.Background(), cloneEnv)
+	// Nothing fetched: anything not intact would wait for a download.
+	actions, err = planInstall(open(clone), arts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -279,8 +293,8 @@ func TestClonedRootIsIntact(t *testing.T) {
 	if rec := actions[len(arts)]; !rec.Op.Changes() {
 		t.Error("clone: the install record keeps the source's inodes")
 	}
-	run(t, actions)
-	again, err := Stage{}.Plan(context.Background(), &plan.Env{Root: open(clone), Artifacts: arts, Changes: plan.NewChangeSet()})
+	runActions(t, actions)
+	again, err := planInstall(open(clone), arts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -294,7 +308,7 @@ func TestClonedRootIsIntact(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(clone, "usr/local/sbin/runc"), []byte("evil binary"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	tampered, err := Stage{}.Plan(context.Background(), &plan.Env{Root: open(clone), Artifacts: arts, Changes: plan.NewChangeSet()})
+	tampered, err := planInstall(open(clone), arts)
 	if err != nil {
 		t.Fatal(err)
 	}

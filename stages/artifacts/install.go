@@ -1,4 +1,4 @@
-package install
+package artifacts
 
 import (
 	"bytes"
@@ -21,19 +21,13 @@ import (
 	"github.com/nodeprov/nodeprov/stages/plan"
 )
 
-// Stage installs verified artifacts.
-type Stage struct{}
-
-// Name implements plan.Stage.
-func (Stage) Name() string { return "install" }
-
-// Plan implements plan.Stage. Artifacts are planned concurrently (reading
-// an archive to list and hash its members is most of the work), and their
-// installs are parallel actions: they write disjoint targets (overlapping
-// ones run in order) and each is decompression-bound, so a cold apply uses
-// every core.
-func (Stage) Plan(ctx context.Context, env *plan.Env) ([]*plan.Action, error) {
-	if len(env.Artifacts) == 0 {
+// planInstall plans the install stage. Artifacts are planned
+// concurrently (reading an archive to list and hash its members is most of
+// the work), and their installs are parallel actions: they write disjoint
+// targets (overlapping ones run in order) and each is decompression-bound,
+// so a cold apply uses every core.
+func (r *run) planInstall(ctx context.Context, env *plan.Env) ([]*plan.Action, error) {
+	if len(r.arts) == 0 {
 		return nil, nil
 	}
 	old := LoadRecord(env.Root)
@@ -45,28 +39,28 @@ func (Stage) Plan(ctx context.Context, env *plan.Env) ([]*plan.Action, error) {
 		next.Artifacts[name] = r
 	}
 
-	actions := make([]*plan.Action, len(env.Artifacts))
-	errs := make([]error, len(env.Artifacts))
+	actions := make([]*plan.Action, len(r.arts))
+	errs := make([]error, len(r.arts))
 	sem := make(chan struct{}, max(1, runtime.GOMAXPROCS(0)))
 	var wg sync.WaitGroup
-	for i, art := range env.Artifacts {
+	for i, art := range r.arts {
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			actions[i], errs[i] = planArtifact(env, old, setRecord, art)
+			actions[i], errs[i] = r.planArtifact(env, old, setRecord, art)
 		}()
 	}
 	wg.Wait()
 	for i, err := range errs {
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", env.Artifacts[i].SpecPath, err)
+			return nil, fmt.Errorf("%s: %w", r.arts[i].SpecPath, err)
 		}
 	}
 	markParallel(actions)
 
 	for name := range old.Artifacts {
-		if _, ok := next.Artifacts[name]; !ok && !inSpec(env.Artifacts, name) {
+		if _, ok := next.Artifacts[name]; !ok && !inSpec(r.arts, name) {
 			env.Warnf("install: %s is no longer in the spec; its files stay installed (remove them by hand if unwanted)", name)
 		}
 	}
@@ -121,15 +115,15 @@ func PinnedDigest(art spec.Artifact, pins *spec.Lock) (digest, trust string) {
 // recordFunc records what an artifact installed, for the install record.
 type recordFunc func(name string, r ArtifactRecord)
 
-func planArtifact(env *plan.Env, old *Record, setRecord recordFunc, art spec.Artifact) (*plan.Action, error) {
+func (r *run) planArtifact(env *plan.Env, old *Record, setRecord recordFunc, art spec.Artifact) (*plan.Action, error) {
 	a := &plan.Action{Resource: "install " + art.Name, Paths: targets(art.Install)}
-	pinned, _ := PinnedDigest(art, env.Pins)
+	pinned, _ := PinnedDigest(art, r.o.Pins)
 	if rec, ok := old.Intact(env.Root, art, pinned); ok {
 		setRecord(art.Name, rec)
 		a.Op, a.Detail, a.Paths = plan.OpNone, fmt.Sprintf("%d files from %s", len(rec.Files), short(rec.Digest)), nil
 		return a, nil
 	}
-	f, ok := env.GetFetched(art.Name)
+	f, ok := r.getFetched(art.Name)
 	if !ok {
 		// Only in plan and check: the download is still pending.
 		a.Op, a.Detail = plan.OpCreate, "from "+art.URL+" once downloaded"
@@ -142,7 +136,7 @@ func planArtifact(env *plan.Env, old *Record, setRecord recordFunc, art spec.Art
 	return planFile(env, setRecord, art, f, a)
 }
 
-func planFile(env *plan.Env, setRecord recordFunc, art spec.Artifact, f plan.Fetched, a *plan.Action) (*plan.Action, error) {
+func planFile(env *plan.Env, setRecord recordFunc, art spec.Artifact, f fetched, a *plan.Action) (*plan.Action, error) {
 	p, mode := art.Install.Path, art.Install.Mode
 	st, err := env.Root.Lstat(p)
 	if err != nil {
@@ -188,7 +182,7 @@ func planFile(env *plan.Env, setRecord recordFunc, art spec.Artifact, f plan.Fet
 	return a, nil
 }
 
-func planArchive(env *plan.Env, setRecord recordFunc, art spec.Artifact, f plan.Fetched, a *plan.Action) (*plan.Action, error) {
+func planArchive(env *plan.Env, setRecord recordFunc, art spec.Artifact, f fetched, a *plan.Action) (*plan.Action, error) {
 	sel := archive.SelectionOf(art.Install)
 	open := func() (io.ReadCloser, error) { return os.Open(f.Path) }
 	members := f.Members

@@ -1,0 +1,181 @@
+// Package artifacts is the fetch and install stages: the spec's components
+// and downloads, expanded for the target architecture (spec.Expand), are
+// downloaded in parallel and verified into the content-addressed cache
+// (fetch.go, with package fetch), then installed from the cache into the
+// root — plain files, named archive members or archive trees, each target
+// replaced atomically — with a record of what was installed from which
+// digest, so a re-apply needs neither the network nor a re-hash
+// (install.go, record.go). The two stages are reported separately, in the
+// fixed order, and share one run's state: what the fetch stage verified is
+// handed to the install stage here, not through plan.Env.
+//
+// The package also resolves pins for `nodeprov lock` and fills a cache for
+// `nodeprov fetch --to` (lock.go).
+package artifacts
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/nodeprov/nodeprov/fetch"
+	"github.com/nodeprov/nodeprov/spec"
+	"github.com/nodeprov/nodeprov/stages/archive"
+	"github.com/nodeprov/nodeprov/stages/host"
+	"github.com/nodeprov/nodeprov/stages/plan"
+)
+
+// Options configure the artifacts stages of one run.
+type Options struct {
+	// CacheDir is the download cache (host path); empty means
+	// <root>/var/cache/nodeprov.
+	CacheDir string
+	// Parallel bounds concurrent downloads.
+	Parallel int
+	// RequirePinned refuses digests taken only from the artifact's origin.
+	RequirePinned bool
+	// IdleTimeout fails a download that receives nothing for this long.
+	IdleTimeout time.Duration
+	// Progress shows downloads; nil shows nothing.
+	Progress fetch.Progress
+	// Pins are the lock files' digests (nil: none).
+	Pins *spec.Lock
+	// Clean removes an interrupted run's partial downloads from the cache
+	// (apply does; plan and check leave the cache alone).
+	Clean bool
+}
+
+// New returns the fetch and install stages of one run, sharing its state.
+func New(o Options) (*Fetch, *Install) {
+	r := &run{o: o, fetched: map[string]fetched{}}
+	return &Fetch{r}, &Install{r}
+}
+
+// run is what the two stages of one run share.
+type run struct {
+	o Options
+
+	once    sync.Once
+	err     error
+	arts    []spec.Artifact
+	fetcher *fetch.Fetcher
+
+	mu      sync.Mutex
+	fetched map[string]fetched
+}
+
+// fetched is a verified artifact in the cache.
+type fetched struct {
+	Path   string // cache file (host path)
+	SHA256 string // hex
+	Digest string // the verified digest, "sha256:<hex>" or "sha512:<hex>"
+	Trust  string // pinned, signed, same-origin
+	// Members is the checked member list of an archive artifact, planned
+	// right after the download (archive.Plan over Path with the artifact's
+	// selection), so that the install stage reads the archive only once
+	// more; nil when not planned yet.
+	Members []archive.Member
+}
+
+func (r *run) setFetched(name string, f fetched) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.fetched[name] = f
+}
+
+func (r *run) getFetched(name string) (fetched, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	f, ok := r.fetched[name]
+	return f, ok
+}
+
+// setup expands the spec's artifacts for the target architecture and
+// builds the fetcher and its cache, once per run, whichever stage plans
+// first.
+func (r *run) setup(env *plan.Env) error {
+	r.once.Do(func() { r.err = r.prepare(env) })
+	return r.err
+}
+
+func (r *run) prepare(env *plan.Env) error {
+	arch := env.Arch
+	if arch == "" {
+		arch = spec.HostArch()
+	}
+	arts, err := spec.Expand(env.Spec, arch)
+	if err != nil {
+		return err
+	}
+	r.arts = arts
+	if len(arts) == 0 {
+		return nil
+	}
+	cache := r.o.CacheDir
+	if cache == "" {
+		if cache, err = cacheInRoot(env.Root); err != nil {
+			return err
+		}
+	}
+	cas, err := RootCAs(env.Root, env.Spec.TLS)
+	if err != nil {
+		return err
+	}
+	r.fetcher = &fetch.Fetcher{CacheDir: cache, Parallel: r.o.Parallel, RequirePinned: r.o.RequirePinned,
+		IdleTimeout: r.o.IdleTimeout, Progress: r.o.Progress, RootCAs: cas}
+	if r.o.Clean {
+		// Also when nothing is fetched: an interrupted run's partial
+		// downloads must not stay in the cache.
+		return r.fetcher.Prepare()
+	}
+	return nil
+}
+
+// cacheInRoot creates the cache directory through the root-confined layer
+// and returns its host path. The fetch package works with plain paths, so
+// the path must not contain a symlink that the host would resolve
+// differently from the root.
+func cacheInRoot(root *host.Root) (string, error) {
+	if err := root.MkdirAll(host.CacheDir, 0o755); err != nil {
+		return "", err
+	}
+	p := root.HostPath(host.CacheDir)
+	real, err := filepath.EvalSymlinks(p)
+	if err != nil {
+		return "", err
+	}
+	if real != p {
+		return "", fmt.Errorf("download cache %s is reached through a symlink (%s); pass --cache with a plain directory", p, real)
+	}
+	return p, nil
+}
+
+// Fetch is the fetch stage.
+type Fetch struct{ r *run }
+
+// Name implements plan.Stage.
+func (*Fetch) Name() string { return "fetch" }
+
+// Plan implements plan.Stage.
+func (s *Fetch) Plan(ctx context.Context, env *plan.Env) ([]*plan.Action, error) {
+	if err := s.r.setup(env); err != nil {
+		return nil, err
+	}
+	return s.r.planFetch(ctx, env)
+}
+
+// Install is the install stage.
+type Install struct{ r *run }
+
+// Name implements plan.Stage.
+func (*Install) Name() string { return "install" }
+
+// Plan implements plan.Stage.
+func (s *Install) Plan(ctx context.Context, env *plan.Env) ([]*plan.Action, error) {
+	if err := s.r.setup(env); err != nil {
+		return nil, err
+	}
+	return s.r.planInstall(ctx, env)
+}
