@@ -4,9 +4,12 @@ import (
 	"fmt"
 	"io/fs"
 	"path"
+	"slices"
 	"strings"
+	"time"
 
 	"github.com/nodeprov/nodeprov/stages/host"
+	"github.com/nodeprov/nodeprov/stages/plan"
 )
 
 // ContainerdConfigDir holds containerd's configuration; a change below it
@@ -171,6 +174,83 @@ func unitDirChanges(changed []string) []string {
 				out = append(out, c)
 				break
 			}
+		}
+	}
+	return out
+}
+
+// restartReasons lists what changed in this run that a running unit must
+// be restarted for; empty means it is never restarted.
+func (p *planner) restartReasons(u *unitPlan) []string {
+	var why []string
+	if u.fileAct != nil && u.fileAct.Op.Changes() {
+		why = append(why, "unit file")
+	}
+	for i, d := range u.dropActs {
+		if d.Op.Changes() {
+			why = append(why, "drop-in "+u.u.Dropins[i].Name)
+		}
+	}
+	var bins []string
+	if u.main != nil {
+		exists := func(q string) bool {
+			st, err := p.root.Lstat(q)
+			return (err == nil && st.Exists) || contains(p.changed, q)
+		}
+		bins = binaries(p.root, append([]*unitFile{u.main}, u.dropins...), exists)
+	}
+	// What this stage changes for other units counts too: the template
+	// of an instance, or its drop-ins.
+	changed := slices.Clone(p.changed)
+	for _, c := range p.changedHere {
+		if !slices.ContainsFunc(append([]*plan.Action{u.fileAct}, u.dropActs...), func(a *plan.Action) bool {
+			return a != nil && slices.Contains(a.Paths, c)
+		}) {
+			changed = append(changed, c)
+		}
+	}
+	why = append(why, earlierReasons(u.name(), changed, bins, u.u.RestartOn)...)
+	if p.live && u.status.NeedDaemonReload {
+		why = append(why, "unit files changed on disk since systemd loaded them")
+	}
+	if p.live && len(why) == 0 {
+		why = append(why, p.newerThanStart(u, bins)...)
+	}
+	return why
+}
+
+// newerThanStart finds the unit's inputs (unit file, drop-ins, programs,
+// containerd's config.toml, restartOn files) written after the unit last
+// started: a run that wrote them and was killed before its restart left
+// the unit running old code or configuration, and the next run, which
+// finds nothing to change, must still restart it. A time in the future
+// (an image built on a machine whose clock was ahead) is not trusted.
+func (p *planner) newerThanStart(u *unitPlan, bins []string) []string {
+	started := u.status.ActiveEnter
+	if started.IsZero() || !u.status.running() {
+		return nil
+	}
+	inputs := slices.Clone(bins)
+	if u.file != "" {
+		inputs = append(inputs, u.file)
+	}
+	for _, d := range u.u.Dropins {
+		inputs = append(inputs, path.Join(SystemDir, u.name()+".d", d.Name))
+	}
+	if u.name() == ContainerdUnitName {
+		inputs = append(inputs, path.Join(ContainerdConfigDir, "config.toml"))
+	}
+	inputs = append(inputs, u.u.RestartOn...)
+	now := time.Now()
+	var out []string
+	for _, in := range inputs {
+		st, err := p.root.Lstat(in)
+		if err != nil || !st.Exists || st.Type != 0 {
+			continue
+		}
+		if m := time.Unix(0, st.MtimeNs); m.After(started) && !m.After(now) {
+			out = append(out, fmt.Sprintf("%s was written after the unit started (%s > %s)", in,
+				m.UTC().Format(time.RFC3339), started.UTC().Format(time.RFC3339)))
 		}
 	}
 	return out
