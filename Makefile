@@ -13,8 +13,9 @@ DEMO_ROOT ?= $(DEMO_DIR)/root
 # `systemctl --root`, which the units stage's offline links are compared with.
 # cloud-init validates generated user data (`cloud-init schema`; its
 # packages start nothing on a host without systemd) and zsh runs the
-# completion tests.
-TEST_DEBS := util-linux iproute2 kmod procps containerd runc runsc containernetworking-plugins busybox-static systemd systemd-container debootstrap cloud-init zsh
+# completion tests. python3-jsonschema (with python3-yaml) checks specs
+# against the JSON Schema independently of nodeprov.
+TEST_DEBS := util-linux iproute2 kmod procps containerd runc runsc containernetworking-plugins busybox-static systemd systemd-container debootstrap cloud-init zsh python3-yaml python3-jsonschema
 GO_DIRS   := $(wildcard cmd spec stages fetch schema e2e)
 
 .PHONY: all build test unit e2e bench demo lint fuzz generate deps clean

@@ -237,6 +237,31 @@ func (b *builder) fieldSchema(sf reflect.StructField) (map[string]any, error) {
 		}
 		target["enum"] = enum
 	}
+	if name, ok := sf.Tag.Lookup("pattern"); ok {
+		pat, known := spec.Pattern(name)
+		if !known {
+			return nil, fmt.Errorf("pattern tag %q: spec.Pattern knows no such pattern", name)
+		}
+		// On a list the pattern constrains its items, on a map its values.
+		target := s
+		switch sf.Type.Kind() {
+		case reflect.Slice:
+			target, _ = s["items"].(map[string]any)
+		case reflect.Map:
+			target, _ = s["additionalProperties"].(map[string]any)
+		}
+		if target == nil || target["$ref"] != nil {
+			return nil, fmt.Errorf("pattern tag on %s", sf.Type)
+		}
+		target["pattern"] = pat
+	}
+	if name, ok := sf.Tag.Lookup("keyPattern"); ok {
+		pat, known := spec.Pattern(name)
+		if !known || sf.Type.Kind() != reflect.Map {
+			return nil, fmt.Errorf("keyPattern tag %q on %s", name, sf.Type)
+		}
+		s["propertyNames"] = map[string]any{"pattern": pat}
+	}
 	if tag, ok := sf.Tag.Lookup("default"); ok {
 		v, err := tagValue(sf.Type, tag)
 		if err != nil {

@@ -36,13 +36,13 @@ type Node struct {
 
 // Metadata names a spec.
 type Metadata struct {
-	Name string `yaml:"name" desc:"Name of this node profile, shown in reports."`
+	Name string `yaml:"name" pattern:"dns-label" desc:"Name of this node profile, shown in reports."`
 }
 
 // Kernel holds kernel modules and sysctl settings.
 type Kernel struct {
-	Modules []string          `yaml:"modules" desc:"Modules written to /etc/modules-load.d/nodeprov.conf and loaded now (builtin modules count as loaded)."`
-	Sysctl  map[string]Scalar `yaml:"sysctl" desc:"Keys and values written to /etc/sysctl.d/99-nodeprov.conf and applied through /proc/sys."`
+	Modules []string          `yaml:"modules" pattern:"module" desc:"Modules written to /etc/modules-load.d/nodeprov.conf and loaded now (builtin modules count as loaded)."`
+	Sysctl  map[string]Scalar `yaml:"sysctl" keyPattern:"sysctl-key" desc:"Keys and values written to /etc/sysctl.d/99-nodeprov.conf and applied through /proc/sys."`
 }
 
 // Components are macros for well-known upstream releases. Expand turns each
@@ -61,7 +61,7 @@ type Components struct {
 type Release struct {
 	Version Version           `yaml:"version" required:"true" desc:"Upstream release version, without a leading v."`
 	BaseURL string            `yaml:"baseURL" desc:"URL of a directory laid out like the upstream release directory (which includes the version, e.g. https://github.com/containerd/containerd/releases/download/v2.1.4); the release's file names are appended to it (for gVisor <x86_64|aarch64>/runsc). Mirrors still apply."`
-	SHA256  map[string]string `yaml:"sha256" desc:"Pinned SHA-256 of the main artifact (containerd tarball, runc binary, CNI tarball, runsc, crictl tarball) per architecture (amd64, arm64); the checksum file is used for the others."`
+	SHA256  map[string]string `yaml:"sha256" pattern:"sha256" desc:"Pinned SHA-256 of the main artifact (containerd tarball, runc binary, CNI tarball, runsc, crictl tarball) per architecture (amd64, arm64); the checksum file is used for the others."`
 	MaxSize Size              `yaml:"maxSize" desc:"Largest accepted download of each of the component's artifacts, e.g. 512Mi; the catalog's cap when absent."`
 }
 
@@ -108,9 +108,9 @@ type Mirror struct {
 
 // Download is one verified artifact.
 type Download struct {
-	URL       string     `yaml:"url" required:"true" desc:"Source URL (https, http or file)."`
-	SHA256    string     `yaml:"sha256" desc:"Pinned SHA-256 digest (64 hex characters)."`
-	SHA512    string     `yaml:"sha512" desc:"Pinned SHA-512 digest (128 hex characters)."`
+	URL       string     `yaml:"url" required:"true" pattern:"url" desc:"Source URL (https, http or file)."`
+	SHA256    string     `yaml:"sha256" pattern:"sha256" desc:"Pinned SHA-256 digest (64 hex characters)."`
+	SHA512    string     `yaml:"sha512" pattern:"sha512" desc:"Pinned SHA-512 digest (128 hex characters)."`
 	Checksum  *Checksum  `yaml:"checksum" desc:"Checksum file to read the digest from."`
 	Signature *Signature `yaml:"signature" desc:"Detached OpenPGP signature of the artifact."`
 	Path      string     `yaml:"path" desc:"Install the artifact itself at this absolute path."`
@@ -121,7 +121,7 @@ type Download struct {
 
 // Checksum names a checksum file (sha256sum/sha512sum or BSD format, or a bare hash).
 type Checksum struct {
-	URL       string     `yaml:"url" required:"true" desc:"URL of the checksum file."`
+	URL       string     `yaml:"url" required:"true" pattern:"url" desc:"URL of the checksum file."`
 	Algorithm string     `yaml:"algorithm" enum:"sha256|sha512" desc:"Digest algorithm; taken from the file name or digest length when absent."`
 	Signature *Signature `yaml:"signature" desc:"Signature of the checksum file (clearsigned when url is omitted)."`
 }
@@ -161,7 +161,7 @@ type Containerd struct {
 	Root           string              `yaml:"root" default:"/var/lib/containerd" desc:"containerd persistent state directory."`
 	State          string              `yaml:"state" default:"/run/containerd" desc:"containerd runtime state directory."`
 	Address        string              `yaml:"address" default:"/run/containerd/containerd.sock" desc:"gRPC socket path."`
-	SandboxImage   string              `yaml:"sandboxImage" default:"registry.k8s.io/pause:3.10" desc:"Pod sandbox (pause) image."`
+	SandboxImage   string              `yaml:"sandboxImage" default:"registry.k8s.io/pause:3.10" pattern:"image" desc:"Pod sandbox (pause) image."`
 	DefaultRuntime string              `yaml:"defaultRuntime" default:"runc" desc:"Runtime handler used when a pod names none."`
 	Runtimes       map[string]Runtime  `yaml:"runtimes" desc:"Extra runtime handlers (runc is always present)."`
 	Registries     map[string]Registry `yaml:"registries" desc:"Registry host configuration rendered to certs.d/<host>/hosts.toml; _default applies to any host."`
@@ -237,7 +237,7 @@ type File struct {
 
 // Unit is a systemd unit.
 type Unit struct {
-	Name      string   `yaml:"name" required:"true" desc:"Unit name with its suffix, e.g. containerd.service."`
+	Name      string   `yaml:"name" required:"true" pattern:"unit" desc:"Unit name with its suffix, e.g. containerd.service."`
 	Contents  string   `yaml:"contents" desc:"Unit file contents; built in for component units when absent."`
 	Enabled   *bool    `yaml:"enabled" desc:"Enable (true) or disable (false); left as is when absent."`
 	Masked    bool     `yaml:"masked" desc:"Mask the unit (link to /dev/null)."`
@@ -255,7 +255,7 @@ type Dropin struct {
 // MachineID configures the machine-id checks.
 type MachineID struct {
 	Policy    string   `yaml:"policy" enum:"fail|regenerate|warn" default:"fail" desc:"What a missing, invalid or shared machine-id does."`
-	Forbidden []string `yaml:"forbidden" desc:"Machine ids known to be shared (e.g. a base image's)."`
+	Forbidden []string `yaml:"forbidden" pattern:"machine-id" desc:"Machine ids known to be shared (e.g. a base image's)."`
 }
 
 // Preflight configures the host probes.

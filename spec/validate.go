@@ -132,12 +132,12 @@ func enumList(enum string) string {
 }
 
 var (
-	dnsLabel   = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
-	moduleName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,56}$`)
-	sysctlKey  = regexp.MustCompile(`^[a-z0-9_]+(\.[A-Za-z0-9_/@:+-]+)+$`)
+	dnsLabel   = regexp.MustCompile(mustPattern("dns-label"))
+	moduleName = regexp.MustCompile(mustPattern("module"))
+	sysctlKey  = regexp.MustCompile(mustPattern("sysctl-key"))
 	hexDigits  = regexp.MustCompile(`^[0-9a-f]+$`)
-	machineID  = regexp.MustCompile(`^[0-9a-f]{32}$`)
-	unitName   = regexp.MustCompile(`^[A-Za-z0-9:_.\\@-]+\.(service|socket|timer|mount|automount|target|path|slice|scope|swap|device)$`)
+	machineID  = regexp.MustCompile(mustPattern("machine-id"))
+	unitName   = regexp.MustCompile(mustPattern("unit"))
 	ownerSpec  = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]*)?$`)
 	probeName  = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]*$`)
 )

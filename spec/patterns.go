@@ -1,0 +1,44 @@
+package spec
+
+import "github.com/distribution/reference"
+
+// Pattern returns, by name, the regular expression a kind of value must
+// match. The validator compiles its checks from it, and the JSON Schema
+// carries the same expressions (the struct tags pattern:"NAME" and, for a
+// map's keys, keyPattern:"NAME"), so an editor that validates specs with
+// the schema flags what `nodeprov validate` flags. The expressions are
+// written in the common subset of Go's RE2 and ECMA-262.
+func Pattern(name string) (string, bool) {
+	switch name {
+	case "module":
+		return `^[A-Za-z0-9_-]{1,56}$`, true
+	case "sysctl-key":
+		return `^[a-z0-9_]+(\.[A-Za-z0-9_/@:+-]+)+$`, true
+	case "sha256":
+		return `^[0-9a-f]{64}$`, true
+	case "sha512":
+		return `^[0-9a-f]{128}$`, true
+	case "machine-id":
+		return `^[0-9a-f]{32}$`, true
+	case "dns-label":
+		return `^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`, true
+	case "unit":
+		return `^[A-Za-z0-9:_.\\@-]+\.(service|socket|timer|mount|automount|target|path|slice|scope|swap|device)$`, true
+	case "url":
+		// http(s) with a host and no credentials, or a file URL.
+		return `^(https?://[^/\s@]+|file:///)\S*$`, true
+	case "image":
+		// The distribution reference grammar containerd parses images with.
+		return "^" + reference.ReferenceRegexp.String() + "$", true
+	}
+	return "", false
+}
+
+// mustPattern is Pattern for names this package itself uses.
+func mustPattern(name string) string {
+	p, ok := Pattern(name)
+	if !ok {
+		panic("spec: no pattern " + name)
+	}
+	return p
+}
