@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -39,7 +40,8 @@ var Order = []string{"preflight", "machine-id", "kernel", "fetch", "install", "f
 // by o.
 func All(o Options) []plan.Stage {
 	fetchStage, installStage := artifacts.New(artifacts.Options{CacheDir: o.CacheDir, Parallel: o.Parallel,
-		RequirePinned: o.RequirePinned, IdleTimeout: o.IdleTimeout, Progress: o.Progress, Pins: o.Pins, Clean: o.Mode == ModeApply})
+		RequirePinned: o.RequirePinned, IdleTimeout: o.IdleTimeout, Progress: o.Progress, Pins: o.Pins, Clean: o.Mode == ModeApply,
+		Pipeline: o.Mode == ModeApply && (len(o.Stages) == 0 || slices.Contains(o.Stages, "install"))})
 	return []plan.Stage{preflight.Stage{}, machineid.Stage{}, kernel.Stage{}, fetchStage, installStage, files.Stage{}, containerd.Stage{},
 		units.Stage{NoBlock: o.NoBlock, FirstBoot: firstBoot(o)}}
 }

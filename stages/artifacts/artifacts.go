@@ -45,6 +45,12 @@ type Options struct {
 	// Clean removes an interrupted run's partial downloads from the cache
 	// (apply does; plan and check leave the cache alone).
 	Clean bool
+	// Pipeline installs each downloaded artifact as soon as it is
+	// verified, while the other downloads are still on the wire, when no
+	// other artifact's targets overlap its own (those keep the spec's
+	// order in the install stage). The install stage then reports what was
+	// installed. Set it only when the install stage is part of the run.
+	Pipeline bool
 }
 
 // New returns the fetch and install stages of one run, sharing its state.
@@ -62,8 +68,40 @@ type run struct {
 	arts    []spec.Artifact
 	fetcher *fetch.Fetcher
 
+	// own says which artifacts may be installed on their own, as soon as
+	// they are verified (no target overlaps another artifact's); record is
+	// the install record the fetch stage planned with.
+	own    map[string]bool
+	record *Record
+
 	mu      sync.Mutex
 	fetched map[string]fetched
+	early   map[string]earlyInstall
+}
+
+// earlyInstall is an artifact installed by its download action (Pipeline).
+type earlyInstall struct {
+	op       plan.Op
+	detail   string
+	paths    []string
+	rec      ArtifactRecord
+	recorded bool
+}
+
+func (r *run) setEarly(name string, e earlyInstall) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.early == nil {
+		r.early = map[string]earlyInstall{}
+	}
+	r.early[name] = e
+}
+
+func (r *run) getEarly(name string) (earlyInstall, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e, ok := r.early[name]
+	return e, ok
 }
 
 // fetched is a verified artifact in the cache.
@@ -112,6 +150,15 @@ func (r *run) prepare(env *plan.Env) error {
 	r.arts = arts
 	if len(arts) == 0 {
 		return nil
+	}
+	r.own = map[string]bool{}
+	for i, a := range arts {
+		r.own[a.Name] = true
+		for j, b := range arts {
+			if i != j && overlaps(targets(a.Install), targets(b.Install)) {
+				r.own[a.Name] = false
+			}
+		}
 	}
 	cache := r.o.CacheDir
 	if cache == "" {

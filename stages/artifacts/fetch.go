@@ -28,6 +28,7 @@ func (r *run) planFetch(ctx context.Context, env *plan.Env) ([]*plan.Action, err
 		return nil, err
 	}
 	rec := LoadRecord(env.Root)
+	r.record = rec
 	var actions []*plan.Action
 	for _, art := range r.arts {
 		a, err := r.planDownload(ctx, env, rec, keyrings, art)
@@ -118,6 +119,9 @@ func (r *run) withRun(env *plan.Env, art spec.Artifact, a *plan.Action, req fetc
 			f.Members = members
 		}
 		r.setFetched(art.Name, f)
+		if r.o.Pipeline && r.own[art.Name] {
+			return r.installNow(ctx, env, art)
+		}
 		return nil
 	}
 	a.Result = func() string {

@@ -48,6 +48,10 @@ func (r *run) planInstall(ctx context.Context, env *plan.Env) ([]*plan.Action, e
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
+			if e, ok := r.getEarly(art.Name); ok {
+				actions[i] = e.report(art, setRecord)
+				return
+			}
 			actions[i], errs[i] = r.planArtifact(env, old, setRecord, art)
 		}()
 	}
@@ -114,6 +118,38 @@ func PinnedDigest(art spec.Artifact, pins *spec.Lock) (digest, trust string) {
 
 // recordFunc records what an artifact installed, for the install record.
 type recordFunc func(name string, r ArtifactRecord)
+
+// installNow installs art right after its download was verified (Pipeline):
+// the same plan and the same atomic writes as the install stage, sooner.
+func (r *run) installNow(ctx context.Context, env *plan.Env, art spec.Artifact) error {
+	var e earlyInstall
+	a, err := r.planArtifact(env, r.record, func(_ string, rec ArtifactRecord) { e.rec, e.recorded = rec, true }, art)
+	if err != nil {
+		return fmt.Errorf("install %s: %w", art.Name, err)
+	}
+	if a.Op.Changes() {
+		if err := a.Run(ctx); err != nil {
+			return fmt.Errorf("install %s: %w", art.Name, err)
+		}
+	}
+	e.op, e.detail, e.paths = a.Op, a.Detail, a.Paths
+	r.setEarly(art.Name, e)
+	return nil
+}
+
+// report is the install stage's action for an artifact its download
+// action installed already: what was done, recorded, nothing left to run.
+func (e earlyInstall) report(art spec.Artifact, setRecord recordFunc) *plan.Action {
+	if e.recorded {
+		setRecord(art.Name, e.rec)
+	}
+	a := &plan.Action{Resource: "install " + art.Name, Op: e.op, Detail: e.detail, Paths: e.paths}
+	if e.op.Changes() {
+		a.Detail += " (installed as soon as it was verified)"
+		a.Run = func(context.Context) error { return nil }
+	}
+	return a
+}
 
 func (r *run) planArtifact(env *plan.Env, old *Record, setRecord recordFunc, art spec.Artifact) (*plan.Action, error) {
 	a := &plan.Action{Resource: "install " + art.Name, Paths: targets(art.Install)}
