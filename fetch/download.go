@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"path"
@@ -114,10 +115,11 @@ func (f *Fetcher) fromCache(p string, res Result, fail func(error) (Result, erro
 // against the expected digest and its signature, and commits it to the
 // cache. The caller holds the artifact's lock.
 func (f *Fetcher) downloadVerified(ctx context.Context, r Request, exp expectation, maxSize int64, name string, verifySig bool, memo *metaMemo, res Result, fail func(error) (Result, error)) (Result, error) {
-	staged, s, n, err := f.download(ctx, r.URL, maxSize, exp.digest.Algorithm == SHA512, name, f.Progress)
+	staged, s, n, insp, err := f.download(ctx, r.URL, maxSize, exp.digest.Algorithm == SHA512, name, f.Progress, r.Inspect)
 	if err != nil {
 		return fail(err)
 	}
+	res.Inspected, res.InspectErr = insp.done, insp.err
 	committed := false
 	defer func() {
 		if !committed {
@@ -215,39 +217,71 @@ func (f *Fetcher) cached(d Digest, remove bool) (string, bool) {
 // download fetches rawURL into a fresh staging file, retrying transient
 // failures with a fresh staging file each attempt. On success the caller
 // owns (and must remove or commit) the staging file.
-func (f *Fetcher) download(ctx context.Context, rawURL string, maxSize int64, wantSHA512 bool, name string, progress Progress) (string, sums, int64, error) {
+func (f *Fetcher) download(ctx context.Context, rawURL string, maxSize int64, wantSHA512 bool, name string, progress Progress, inspect func(io.Reader) error) (string, sums, int64, inspection, error) {
 	retries := f.retries()
 	for try := 0; ; try++ {
 		staged, err := newStaging(f.CacheDir)
 		if err != nil {
-			return "", sums{}, 0, err
+			return "", sums{}, 0, inspection{}, err
 		}
-		s, n, status, err := f.attemptOnce(ctx, rawURL, staged, maxSize, wantSHA512, name, progress)
+		s, n, insp, status, err := f.attemptOnce(ctx, rawURL, staged, maxSize, wantSHA512, name, progress, inspect)
 		if err == nil {
-			return staged, s, n, nil
+			return staged, s, n, insp, nil
 		}
 		os.Remove(staged)
 		if cerr := ctx.Err(); cerr != nil {
 			if errors.Is(err, cerr) {
-				return "", sums{}, 0, err
+				return "", sums{}, 0, inspection{}, err
 			}
-			return "", sums{}, 0, fmt.Errorf("%w (last error: %v)", cerr, err)
+			return "", sums{}, 0, inspection{}, fmt.Errorf("%w (last error: %v)", cerr, err)
 		}
 		transient, retryAfter := f.classify(err, status)
 		if !transient || try >= retries {
 			if try > 0 {
-				return "", sums{}, 0, fmt.Errorf("%w (after %d attempts)", err, try+1)
+				return "", sums{}, 0, inspection{}, fmt.Errorf("%w (after %d attempts)", err, try+1)
 			}
-			return "", sums{}, 0, err
+			return "", sums{}, 0, inspection{}, err
 		}
 		if err := f.wait(ctx, backoff(try, retryAfter)); err != nil {
-			return "", sums{}, 0, err
+			return "", sums{}, 0, inspection{}, err
 		}
 	}
 }
 
+// inspection is the outcome of a Request.Inspect over one attempt's bytes.
+type inspection struct {
+	done bool
+	err  error
+}
+
+// inspector feeds an attempt's body to Request.Inspect through a pipe. The
+// inspector's goroutine always reads the pipe to its end, so the download
+// never blocks on an inspector that gave up early.
+type inspector struct {
+	pw   *io.PipeWriter
+	done chan error
+}
+
+func startInspector(inspect func(io.Reader) error) *inspector {
+	pr, pw := io.Pipe()
+	in := &inspector{pw: pw, done: make(chan error, 1)}
+	go func() {
+		err := inspect(pr)
+		io.Copy(io.Discard, pr)
+		in.done <- err
+	}()
+	return in
+}
+
+// finish ends the stream (with the attempt's error, if any) and returns
+// the inspector's verdict.
+func (in *inspector) finish(err error) error {
+	in.pw.CloseWithError(err)
+	return <-in.done
+}
+
 // attemptOnce runs one go-getter download into staged.
-func (f *Fetcher) attemptOnce(ctx context.Context, rawURL, staged string, maxSize int64, wantSHA512 bool, name string, progress Progress) (sums, int64, *StatusError, error) {
+func (f *Fetcher) attemptOnce(ctx context.Context, rawURL, staged string, maxSize int64, wantSHA512 bool, name string, progress Progress, inspect func(io.Reader) error) (sums, int64, inspection, *StatusError, error) {
 	actx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	a := &attempt{
@@ -258,16 +292,19 @@ func (f *Fetcher) attemptOnce(ctx context.Context, rawURL, staged string, maxSiz
 		progress:    progress,
 		name:        name,
 	}
+	if inspect != nil {
+		a.inspector = startInspector(inspect)
+	}
 	actx = context.WithValue(actx, attemptKey{}, a)
 
 	u, _ := url.Parse(rawURL)
 	if u.Scheme == "file" {
 		fi, err := os.Stat(u.Path)
 		if err != nil {
-			return sums{}, 0, nil, err
+			return sums{}, 0, inspection{}, nil, err
 		}
 		if fi.Size() > maxSize {
-			return sums{}, 0, nil, fmt.Errorf("%w: %d bytes is above the %d byte cap", ErrTooLarge, fi.Size(), maxSize)
+			return sums{}, 0, inspection{}, nil, fmt.Errorf("%w: %d bytes is above the %d byte cap", ErrTooLarge, fi.Size(), maxSize)
 		}
 	}
 
@@ -298,20 +335,25 @@ func (f *Fetcher) attemptOnce(ctx context.Context, rawURL, staged string, maxSiz
 		err = fmt.Errorf("%w: body not read to the end", ErrTruncated)
 	}
 	a.finish(err)
+	var insp inspection
+	if a.inspector != nil {
+		insp.err = a.inspector.finish(err)
+		insp.done = err == nil && wrapped
+	}
 	if err != nil {
-		return sums{}, 0, se, err
+		return sums{}, 0, inspection{}, se, err
 	}
 	if wrapped {
-		return result, n, nil, nil
+		return result, n, insp, nil, nil
 	}
 	// file:// (no HTTP body went through our transport): hash the staged
 	// copy, one pass.
 	s, n, err := hashFile(staged, wantSHA512)
 	if err != nil {
-		return sums{}, 0, nil, fmt.Errorf("hash staged file: %w", err)
+		return sums{}, 0, inspection{}, nil, fmt.Errorf("hash staged file: %w", err)
 	}
 	if n > maxSize {
-		return sums{}, 0, nil, fmt.Errorf("%w: %d bytes is above the %d byte cap", ErrTooLarge, n, maxSize)
+		return sums{}, 0, inspection{}, nil, fmt.Errorf("%w: %d bytes is above the %d byte cap", ErrTooLarge, n, maxSize)
 	}
-	return s, n, nil, nil
+	return s, n, inspection{}, nil, nil
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -91,6 +92,12 @@ type Request struct {
 	Signature *SignatureSource
 	// MaxSize caps the artifact in bytes; 0 means DefaultMaxSize.
 	MaxSize int64
+	// Inspect, when set, reads the artifact's bytes while they arrive over
+	// HTTP(S), once per download attempt, so that work on them (checking
+	// an archive) overlaps the transfer. Its verdict is in the Result
+	// (Inspected, InspectErr), and means something only because the bytes
+	// then verified. A cached or file:// artifact is not inspected.
+	Inspect func(io.Reader) error
 }
 
 // Result describes one verified artifact in the cache.
@@ -118,6 +125,10 @@ type Result struct {
 	FromCache bool
 	// Bytes is the artifact size.
 	Bytes int64
+	// Inspected says Request.Inspect read these very bytes; InspectErr is
+	// what it returned.
+	Inspected  bool  `json:"-"`
+	InspectErr error `json:"-"`
 }
 
 // Resolution is what Resolve learns about an artifact.

@@ -217,7 +217,7 @@ func (f *Fetcher) fetchMeta(ctx context.Context, rawURL string, memo *metaMemo) 
 		e.err = fmt.Errorf("%s: %w", redact(rawURL), err)
 		return nil, e.err
 	}
-	staged, _, _, err := f.download(ctx, rawURL, maxMetaSize, false, "", nil)
+	staged, _, _, _, err := f.download(ctx, rawURL, maxMetaSize, false, "", nil, nil)
 	if err != nil {
 		e.err = fmt.Errorf("%s: %w", redact(rawURL), err)
 		return nil, e.err

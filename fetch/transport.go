@@ -53,6 +53,8 @@ type attempt struct {
 	tracker     Tracker
 	idleFired   atomic.Bool
 	redirectErr error
+	// inspector receives the body's bytes as they are read (Request.Inspect).
+	inspector *inspector
 	// privateOnly is set once a redirect chain starts at a private
 	// origin: from then on the dialer refuses public addresses, so a
 	// name that resolves differently at dial time than when the redirect
@@ -198,6 +200,9 @@ func (b *meteredBody) Read(p []byte) (int, error) {
 			return 0, a.setErr(fmt.Errorf("%w: more than %d bytes", ErrTooLarge, a.maxSize))
 		}
 		b.h.Write(p[:n])
+		if a.inspector != nil {
+			a.inspector.pw.Write(p[:n])
+		}
 		if b.tracker != nil {
 			b.tracker.Advance(int64(n))
 		}

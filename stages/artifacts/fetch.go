@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 
@@ -97,6 +98,17 @@ func (r *run) planDownload(ctx context.Context, env *plan.Env, rec *Record, keyr
 // the install stage, and describe what was verified how.
 func (r *run) withRun(env *plan.Env, art spec.Artifact, a *plan.Action, req fetch.Request) *plan.Action {
 	var got fetch.Result
+	// An archive is checked and indexed while it downloads (the last
+	// attempt's pass counts); a cached one is read once after.
+	var streamed []archive.Member
+	if art.Install.Archive() {
+		sel := archive.SelectionOf(art.Install)
+		req.Inspect = func(rd io.Reader) error {
+			members, err := archive.Plan(rd, sel, archive.DefaultLimits())
+			streamed = members
+			return err
+		}
+	}
 	a.Run = func(ctx context.Context) error {
 		results, err := r.fetcher.Fetch(ctx, []fetch.Request{req})
 		if err != nil {
@@ -108,11 +120,14 @@ func (r *run) withRun(env *plan.Env, art spec.Artifact, a *plan.Action, req fetc
 		}
 		f := fetched{Path: got.Path, SHA256: got.SHA256, Digest: got.Digest.String(), Trust: got.Trust}
 		if art.Install.Archive() {
-			// Check and index the archive now, while other downloads are
-			// still on the wire: the install stage then reads it only once
-			// more, to write, and a hostile archive fails here, before
-			// anything of any artifact is installed.
-			members, err := listArchive(got.Path, art.Install)
+			// The archive was checked and indexed while its bytes arrived
+			// (or, when it came from the cache, is now): installing then
+			// reads it only once more, to write, and a hostile archive
+			// fails before anything of it is installed.
+			members, err := streamed, got.InspectErr
+			if !got.Inspected {
+				members, err = listArchive(got.Path, art.Install)
+			}
 			if err != nil {
 				return fmt.Errorf("%s: %w", art.URL, err)
 			}
