@@ -81,9 +81,17 @@ func (r *Report) redact() {
 	if r.Error != nil {
 		r.Error.Message = spec.Redact(r.Error.Message)
 	}
-	for i := range r.Warnings {
-		r.Warnings[i] = spec.Redact(r.Warnings[i])
+	seen := map[string]bool{}
+	warnings := r.Warnings[:0]
+	for _, w := range r.Warnings {
+		// Each warning once: a stage planned twice (install after an early
+		// install) or a check repeated per file must not say it twice.
+		if w = spec.Redact(w); !seen[w] {
+			seen[w] = true
+			warnings = append(warnings, w)
+		}
 	}
+	r.Warnings = warnings
 	for i := range r.Diagnostics {
 		r.Diagnostics[i].Message = spec.Redact(r.Diagnostics[i].Message)
 	}

@@ -98,6 +98,9 @@ func Select(all []plan.Stage, only []string) ([]plan.Stage, error) {
 type Observer interface {
 	StageStarted(index, total int, name string)
 	ActionFinished(stage string, a ActionReport)
+	// StageFinished is called when a stage's actions are done (also when
+	// one failed).
+	StageFinished(name string)
 }
 
 // StageError is a failure inside a stage.
@@ -132,6 +135,7 @@ func run(ctx context.Context, env *plan.Env, stages []plan.Stage, mode Mode, obs
 		if err != nil {
 			sr.DurationMs = ms(time.Since(start))
 			reports = append(reports, sr)
+			finished(obs, st.Name())
 			return reports, changed, &StageError{Stage: st.Name(), Err: err}
 		}
 		for i := 0; i < len(actions); {
@@ -158,17 +162,25 @@ func run(ctx context.Context, env *plan.Env, stages []plan.Stage, mode Mode, obs
 			if failure != nil {
 				sr.DurationMs = ms(time.Since(start))
 				reports = append(reports, sr)
+				finished(obs, st.Name())
 				return reports, changed, &StageError{Stage: st.Name(), Resource: failed.Resource, Err: failure}
 			}
 			i += len(batch)
 		}
 		sr.DurationMs = ms(time.Since(start))
 		reports = append(reports, sr)
+		finished(obs, st.Name())
 		if err := ctx.Err(); err != nil {
 			return reports, changed, err
 		}
 	}
 	return reports, changed, nil
+}
+
+func finished(obs Observer, stage string) {
+	if obs != nil {
+		obs.StageFinished(stage)
+	}
 }
 
 // nextBatch returns the leading run of parallel actions, or the first

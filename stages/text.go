@@ -8,20 +8,45 @@ import (
 	"github.com/nodeprov/nodeprov/stages/plan"
 )
 
-// TextObserver prints a run as a numbered checklist while it happens.
+// TextObserver prints a run as a numbered checklist while it happens: the
+// stage headers and what changed (or would change), failed or is the
+// operator's; live steps deferred to first boot as one line per stage.
+// Verbose also prints every unchanged action and deferred step (each
+// preflight probe among them).
 type TextObserver struct {
 	W io.Writer
 	// Diffs prints unified diffs under the actions that change files.
 	Diffs bool
+	// Verbose prints unchanged and deferred actions one by one.
+	Verbose bool
+
+	deferred int // deferred actions of the current stage not printed
 }
 
 // StageStarted implements Observer.
 func (t *TextObserver) StageStarted(index, total int, name string) {
 	fmt.Fprintf(t.W, "[%d/%d] %s\n", index, total, name)
+	t.deferred = 0
+}
+
+// StageFinished implements Observer.
+func (t *TextObserver) StageFinished(string) {
+	if t.deferred > 0 {
+		fmt.Fprintf(t.W, "  > %d live %s deferred to first boot (-v lists them)\n", t.deferred, plural(t.deferred, "step", "steps"))
+	}
 }
 
 // ActionFinished implements Observer.
 func (t *TextObserver) ActionFinished(stage string, a ActionReport) {
+	if !t.Verbose {
+		switch a.Status {
+		case StatusUnchanged:
+			return
+		case StatusDeferred:
+			t.deferred++
+			return
+		}
+	}
 	line := fmt.Sprintf("  %s %s", opSymbol(a.Op), a.Resource)
 	if a.Detail != "" {
 		line += ": " + a.Detail

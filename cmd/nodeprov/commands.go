@@ -168,6 +168,7 @@ func runMode(mode string) func(context.Context, []string, ioSet) int {
 		noBlock := fs.Bool("no-block", false, "queue systemd start/stop/restart jobs without waiting for them (inside cloud-init or a first-boot unit); plan and check run no jobs")
 		firstBoot := fs.Bool("install-firstboot", false, "also install nodeprov, the spec (and lock) and the enabled nodeprov-firstboot.service, which applies the spec live on the image's first boot")
 		image := fs.Bool("image", false, "golden-image build: shorthand for --live no --install-firstboot")
+		verbose := fs.Bool("v", false, "text output: also list unchanged actions, every preflight probe and each deferred live step")
 		dl := addDownloadFlags(fs)
 		var expanded *bool
 		if mode == "plan" {
@@ -213,7 +214,7 @@ func runMode(mode string) func(context.Context, []string, ioSet) int {
 		}
 		if out.v == "text" {
 			fmt.Fprintf(s.out, "nodeprov %s %s (root %s)\n", mode, doc.File, *root)
-			opts.Observer = &stages.TextObserver{W: s.out, Diffs: mode != "apply"}
+			opts.Observer = &stages.TextObserver{W: s.out, Diffs: mode != "apply", Verbose: *verbose}
 			opts.Progress = progressFor(s.err)
 		}
 		rep := stages.Execute(ctx, opts)
