@@ -273,7 +273,9 @@ func InstallPlanned(ctx context.Context, root *host.Root, open func() (io.ReadCl
 			if want.Unchanged {
 				return nil
 			}
-			v := &verifier{r: data, h: sha256.New(), want: want}
+			v := CheckedReader(data, want.Size, want.SHA256, func(string) error {
+				return &Error{Member: want.Name, Reason: "contents changed between the check and the install"}
+			})
 			_, err := root.WriteFileFrom(m.Target, v, host.WriteOptions{Mode: m.Mode, UID: uid, GID: gid})
 			var ae *Error
 			if errors.As(err, &ae) {
@@ -349,29 +351,36 @@ func preflight(root *host.Root, m *Member, uid, gid int) (bool, error) {
 	return hex.EncodeToString(h.Sum(nil)) == m.SHA256, nil
 }
 
-// verifier passes a member's bytes through and, at their end, fails unless
-// they are exactly the ones the first pass hashed, so that a changed member
-// is never renamed into place.
-type verifier struct {
-	r    io.Reader
-	h    hash.Hash
-	n    int64
-	want Member
+// CheckedReader passes r's bytes through and fails at their end — or as
+// soon as there are more than size of them, when size is not negative —
+// unless they are size bytes (when given) hashing to sha256hex. The error
+// is mismatch's, given the sha256 of what was read ("" when the size was
+// exceeded), so that a reader that writes as it goes (an atomic write) never
+// commits changed bytes: the install of an archive member checked in an
+// earlier pass, a cache file verified when it was fetched.
+func CheckedReader(r io.Reader, size int64, sha256hex string, mismatch func(got string) error) io.Reader {
+	return &checkedReader{r: r, h: sha256.New(), size: size, want: sha256hex, mismatch: mismatch}
 }
 
-func (v *verifier) Read(p []byte) (int, error) {
-	n, err := v.r.Read(p)
-	v.h.Write(p[:n])
-	v.n += int64(n)
-	if v.n > v.want.Size {
-		return 0, v.changed()
+type checkedReader struct {
+	r        io.Reader
+	h        hash.Hash
+	n, size  int64
+	want     string
+	mismatch func(got string) error
+}
+
+func (c *checkedReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.h.Write(p[:n])
+	c.n += int64(n)
+	if c.size >= 0 && c.n > c.size {
+		return 0, c.mismatch("")
 	}
-	if err == io.EOF && (v.n != v.want.Size || hex.EncodeToString(v.h.Sum(nil)) != v.want.SHA256) {
-		return n, v.changed()
+	if err == io.EOF {
+		if got := hex.EncodeToString(c.h.Sum(nil)); (c.size >= 0 && c.n != c.size) || got != c.want {
+			return n, c.mismatch(got)
+		}
 	}
 	return n, err
-}
-
-func (v *verifier) changed() error {
-	return &Error{Member: v.want.Name, Reason: "contents changed between the check and the install"}
 }

@@ -5,9 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"os"
 	"runtime"
@@ -209,7 +207,9 @@ func planFile(env *plan.Env, setRecord recordFunc, art spec.Artifact, f fetched,
 		defer src.Close()
 		// The cache file was verified when it was fetched; hash it again on
 		// the way in, so a cache tampered with since never reaches the target.
-		v := &verifying{r: src, h: sha256.New(), want: f.SHA256, name: f.Path}
+		v := archive.CheckedReader(src, -1, f.SHA256, func(got string) error {
+			return fmt.Errorf("cache file %s changed since it was verified: want sha256:%s got sha256:%s", f.Path, f.SHA256, got)
+		})
 		if _, err := env.Root.WriteFileFrom(p, v, host.WriteOptions{Mode: mode, UID: 0, GID: 0}); err != nil {
 			return err
 		}
@@ -346,24 +346,4 @@ func short(digest string) string {
 		return digest[:i+13] + "…"
 	}
 	return digest
-}
-
-// verifying hashes what it reads and fails at EOF when the bytes are not
-// the expected ones, before the atomic write renames anything into place.
-type verifying struct {
-	r    io.Reader
-	h    hash.Hash
-	want string
-	name string
-}
-
-func (v *verifying) Read(p []byte) (int, error) {
-	n, err := v.r.Read(p)
-	v.h.Write(p[:n])
-	if errors.Is(err, io.EOF) {
-		if got := hex.EncodeToString(v.h.Sum(nil)); got != v.want {
-			return n, fmt.Errorf("cache file %s changed since it was verified: want sha256:%s got sha256:%s", v.name, v.want, got)
-		}
-	}
-	return n, err
 }
