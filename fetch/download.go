@@ -254,17 +254,31 @@ type inspection struct {
 	err  error
 }
 
-// inspector feeds an attempt's body to Request.Inspect through a pipe. The
+// inspector feeds an attempt's body to Request.Inspect through a pipe, in
+// chunks of inspectChunk bytes (a pipe write waits for the reader: one
+// hand-over per network read would cost more than the inspection). The
 // inspector's goroutine always reads the pipe to its end, so the download
 // never blocks on an inspector that gave up early.
 type inspector struct {
 	pw   *io.PipeWriter
+	buf  []byte
 	done chan error
+}
+
+const inspectChunk = 256 << 10
+
+// feed passes the body's next bytes on.
+func (in *inspector) feed(p []byte) {
+	in.buf = append(in.buf, p...)
+	if len(in.buf) >= inspectChunk {
+		in.pw.Write(in.buf)
+		in.buf = in.buf[:0]
+	}
 }
 
 func startInspector(inspect func(io.Reader) error) *inspector {
 	pr, pw := io.Pipe()
-	in := &inspector{pw: pw, done: make(chan error, 1)}
+	in := &inspector{pw: pw, buf: make([]byte, 0, inspectChunk+64<<10), done: make(chan error, 1)}
 	go func() {
 		err := inspect(pr)
 		io.Copy(io.Discard, pr)
@@ -276,6 +290,9 @@ func startInspector(inspect func(io.Reader) error) *inspector {
 // finish ends the stream (with the attempt's error, if any) and returns
 // the inspector's verdict.
 func (in *inspector) finish(err error) error {
+	if err == nil && len(in.buf) > 0 {
+		in.pw.Write(in.buf)
+	}
 	in.pw.CloseWithError(err)
 	return <-in.done
 }

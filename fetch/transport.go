@@ -201,7 +201,7 @@ func (b *meteredBody) Read(p []byte) (int, error) {
 		}
 		b.h.Write(p[:n])
 		if a.inspector != nil {
-			a.inspector.pw.Write(p[:n])
+			a.inspector.feed(p[:n])
 		}
 		if b.tracker != nil {
 			b.tracker.Advance(int64(n))
