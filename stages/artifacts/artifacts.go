@@ -110,10 +110,10 @@ type fetched struct {
 	SHA256 string // hex
 	Digest string // the verified digest, "sha256:<hex>" or "sha512:<hex>"
 	Trust  string // pinned, signed, same-origin
-	// Members is the checked member list of an archive artifact, planned
-	// right after the download (archive.Plan over Path with the artifact's
-	// selection), so that the install stage reads the archive only once
-	// more; nil when not planned yet.
+	// Members is the checked member list of an archive artifact
+	// (archive.Plan with the artifact's selection), made while it
+	// downloaded or, from the cache, right after, so that installing reads
+	// the archive only once more; nil when not planned yet.
 	Members []archive.Member
 }
 
