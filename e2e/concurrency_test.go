@@ -153,8 +153,7 @@ type bgRun struct {
 
 func startBg(t *testing.T, args ...string) *bgRun {
 	t.Helper()
-	cmd := exec.Command(nodeprov, args...)
-	cmd.Env = loopbackEnvironment()
+	cmd := nodeprovCommand(nil, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	r := &bgRun{cmd: cmd, done: make(chan struct{})}
 	cmd.Stdout = &r.stdout
@@ -346,7 +345,7 @@ func TestConcurrency(t *testing.T) {
 	// with a --cache of their own.
 	refRoot := filepath.Join(work, "ref")
 	os.Mkdir(refRoot, 0o755)
-	r := runNodeprovEnv(t, loopbackEnvironment(), append([]string{"apply", "--root", refRoot, "-o", "json"}, append(common, spec)...)...)
+	r := runNodeprov(t, "", append([]string{"apply", "--root", refRoot, "-o", "json"}, append(common, spec)...)...)
 	ref := parseReport(t, r.stdout)
 	if r.code != 0 || !ref.OK {
 		t.Fatalf("clean apply:\n%s", r.output())
@@ -372,7 +371,7 @@ func TestConcurrency(t *testing.T) {
 	}
 	refShared, refCache := filepath.Join(work, "ref-shared"), filepath.Join(work, "ref-cache")
 	os.Mkdir(refShared, 0o755)
-	r = runNodeprovEnv(t, loopbackEnvironment(), append([]string{"apply", "--root", refShared, "--cache", refCache}, append(common, spec)...)...)
+	r = runNodeprov(t, "", append([]string{"apply", "--root", refShared, "--cache", refCache}, append(common, spec)...)...)
 	refSummary := applySummary(r.stdout)
 	if r.code != 0 || !strings.Contains(refSummary, " changed") {
 		t.Fatalf("clean apply with --cache:\n%s", r.output())
@@ -511,7 +510,7 @@ func sameRoot(t *testing.T, row *concurrencyRow, srv *loadServer, spec string, c
 	if !free {
 		t.Error("the run lock is still held after every run exited")
 	}
-	if r := runNodeprovEnv(t, loopbackEnvironment(), "check", "--root", root, spec); r.code != 0 {
+	if r := runNodeprov(t, "", "check", "--root", root, spec); r.code != 0 {
 		t.Errorf("check after the concurrent applies:\n%s", r.output())
 	}
 	row.result = fmt.Sprintf("tree = clean run's (%d paths), no leftovers, lock free", len(want))

@@ -555,8 +555,7 @@ type killableRun struct {
 
 func startApply(t *testing.T, root, spec string) *killableRun {
 	t.Helper()
-	cmd := exec.Command(nodeprov, "apply", "--root", root, spec)
-	cmd.Env = loopbackEnvironment()
+	cmd := nodeprovCommand(nil, "apply", "--root", root, spec)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	pr, pw, err := os.Pipe()
 	if err != nil {
@@ -653,10 +652,6 @@ func (k *killableRun) output() string {
 	defer k.mu.Unlock()
 	return k.out.String()
 }
-
-// loopbackEnvironment is the test's environment without proxy settings, so
-// every request goes straight to the loopback server.
-var loopbackEnvironment = art.LoopbackEnv
 
 // TestCrashCheckersCatchFaults shows that the crash test's checks can
 // fail: the watcher reports a file written in place (seen part-way) and a

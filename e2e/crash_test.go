@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -483,21 +482,16 @@ type applyResult struct {
 // applyJSON runs a full apply with a JSON report.
 func applyJSON(t *testing.T, root, spec string) applyResult {
 	t.Helper()
-	cmd := exec.Command(nodeprov, "apply", "--root", root, "-o", "json", spec)
-	cmd.Env = loopbackEnvironment()
-	out, err := cmd.Output()
-	r := applyResult{out: string(out)}
-	if ee, ok := err.(*exec.ExitError); ok {
-		r.code = ee.ExitCode()
-		r.out += string(ee.Stderr)
-	} else if err != nil {
-		t.Fatalf("run nodeprov: %v", err)
+	res := runNodeprov(t, "", "apply", "--root", root, "-o", "json", spec)
+	r := applyResult{code: res.code, out: res.stdout}
+	if res.code != 0 {
+		r.out += res.stderr
 	}
 	var rep struct {
 		OK      bool `json:"ok"`
 		Changed int  `json:"changed"`
 	}
-	if json.Unmarshal(out, &rep) == nil {
+	if json.Unmarshal([]byte(res.stdout), &rep) == nil {
 		r.ok, r.changed = rep.OK, rep.Changed
 	}
 	return r

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -219,7 +218,7 @@ func TestConcurrentRunWaitsForLock(t *testing.T) {
 		t.Errorf("no waiting message:\n%s", r.stderr)
 	}
 
-	cmd := exec.Command(nodeprov, "apply", "--root", root, "--lock-timeout", "30s", "../examples/demo.yaml")
+	cmd := nodeprovCommand(nil, "apply", "--root", root, "--lock-timeout", "30s", "../examples/demo.yaml")
 	out := &strings.Builder{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {

@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path"
 	"path/filepath"
 	"regexp"
@@ -234,41 +233,6 @@ func (s *loopbackFiles) put(p string, data []byte) string {
 	defer s.mu.Unlock()
 	s.files[p] = data
 	return s.URL + p
-}
-
-// runNodeprovEnv runs the binary with extra environment variables and with
-// every proxy variable of the caller removed.
-func runNodeprovEnv(t *testing.T, env []string, args ...string) result {
-	t.Helper()
-	r, err := execNodeprov(env, args...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r
-}
-
-// execNodeprov is runNodeprovEnv for any goroutine.
-func execNodeprov(env []string, args ...string) (result, error) {
-	cmd := exec.Command(nodeprov, args...)
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		switch strings.ToUpper(k) {
-		case "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "SSL_CERT_FILE", "SSL_CERT_DIR":
-			continue
-		}
-		cmd.Env = append(cmd.Env, kv)
-	}
-	cmd.Env = append(cmd.Env, env...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		return result{}, fmt.Errorf("run nodeprov: %w", err)
-	}
-	return result{code: code, stdout: out.String(), stderr: errb.String()}, nil
 }
 
 // output is everything the run printed.

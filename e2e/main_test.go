@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 )
 
@@ -58,27 +59,75 @@ func (r result) String() string {
 	return fmt.Sprintf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
 }
 
-func runNodeprov(t *testing.T, stdin string, args ...string) result {
-	t.Helper()
-	return runCmd(t, stdin, nodeprov, args...)
+// nodeprovCommand is how every test starts the binary: with the test
+// process's environment minus its proxy and TLS trust variables (so that
+// no request can leave through a proxy the machine has, and only a CA the
+// spec names is trusted), plus env.
+func nodeprovCommand(env []string, args ...string) *exec.Cmd {
+	cmd := exec.Command(nodeprov, args...)
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		switch strings.ToUpper(k) {
+		case "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "SSL_CERT_FILE", "SSL_CERT_DIR":
+			continue
+		}
+		cmd.Env = append(cmd.Env, kv)
+	}
+	cmd.Env = append(cmd.Env, env...)
+	return cmd
 }
 
-func runCmd(t *testing.T, stdin, name string, args ...string) result {
+// runNodeprov runs the binary to its end (nodeprovCommand) with stdin.
+func runNodeprov(t *testing.T, stdin string, args ...string) result {
 	t.Helper()
-	cmd := exec.Command(name, args...)
+	return runNodeprovEnv(t, nil, stdin, args...)
+}
+
+// runNodeprovEnv is runNodeprov with extra environment variables.
+func runNodeprovEnv(t *testing.T, env []string, stdin string, args ...string) result {
+	t.Helper()
+	r, err := execNodeprov(env, stdin, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// execNodeprov is runNodeprovEnv for any goroutine.
+func execNodeprov(env []string, stdin string, args ...string) (result, error) {
+	cmd := nodeprovCommand(env, args...)
+	if stdin != "" {
+		cmd.Stdin = strings.NewReader(stdin)
+	}
+	return runCaptured(cmd)
+}
+
+// runCaptured runs cmd and returns its exit code and output.
+func runCaptured(cmd *exec.Cmd) (result, error) {
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
-	if stdin != "" {
-		cmd.Stdin = bytes.NewBufferString(stdin)
-	}
 	err := cmd.Run()
 	code := 0
 	if ee, ok := err.(*exec.ExitError); ok {
 		code = ee.ExitCode()
 	} else if err != nil {
-		t.Fatalf("run %s: %v", name, err)
+		return result{}, fmt.Errorf("run %s: %w", cmd.Path, err)
 	}
-	return result{code: code, stdout: out.String(), stderr: errb.String()}
+	return result{code: code, stdout: out.String(), stderr: errb.String()}, nil
+}
+
+// runCmd runs another program to its end.
+func runCmd(t *testing.T, stdin, name string, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	if stdin != "" {
+		cmd.Stdin = strings.NewReader(stdin)
+	}
+	r, err := runCaptured(cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
 }
 
 // report mirrors the documented JSON report fields the tests read.

@@ -333,7 +333,7 @@ func (n *netRun) start(t *testing.T, url, sha, extract string, trustCA bool) {
 		n.sem <- struct{}{}
 		defer func() { <-n.sem }()
 		start := time.Now()
-		n.res, n.err = execNodeprov(env, "apply", "--root", n.root, "--stages", "fetch,install", "--idle-timeout", netIdle.String(), spec)
+		n.res, n.err = execNodeprov(env, "", "apply", "--root", n.root, "--stages", "fetch,install", "--idle-timeout", netIdle.String(), spec)
 		n.took = time.Since(start)
 	}()
 	// Before the servers and the root go away.

@@ -293,7 +293,7 @@ func TestNoRedirectFromLoopbackToPublic(t *testing.T) {
 		{"lock", func(t *testing.T) []string { return []string{"lock", "--arch", "amd64", spec(t)} }, "/away/tool.sha256"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			r := runNodeprovEnv(t, env, c.args(t)...)
+			r := runNodeprovEnv(t, env, "", c.args(t)...)
 			wantRefused(t, r, 1, "redirect refused", srv.URL+c.from+" -> http://192.0.2.1"+strings.TrimPrefix(c.from, "/away"), "public address 192.0.2.1")
 			if seen := proxy.seen(); len(seen) != 0 {
 				t.Errorf("requests left loopback (the proxy saw %q)", seen)
