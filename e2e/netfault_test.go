@@ -837,38 +837,31 @@ func TestNetworkFaults(t *testing.T) {
 	// proxied or not: the policy refuses the redirect before any request
 	// is made, so the proxy trap sees nothing at all. The error names
 	// both URLs.
+	// toPublic checks a run refused the redirect from -> to (to a public
+	// address ip) and the proxy saw nothing.
+	toPublic := func(n *netRun, from, to, ip string) func(*testing.T) string {
+		return func(t *testing.T) string {
+			r, _ := n.wait(t)
+			out := n.refused(t, r, "redirect refused", from+" -> "+to, "public address "+ip)
+			n.proxySaw(t)
+			return out + " (proxy saw nothing)"
+		}
+	}
 	run("redirect https from loopback to a public address", func(t *testing.T, n *netRun) func(*testing.T) string {
 		origin := startFault(t, "127.0.0.1:0", &good, redirect(func() string { return "https://192.0.2.10/tool" }))
 		n.start(t, origin.URL+"/tool", sha, "", true)
-		return func(t *testing.T) string {
-			r, _ := n.wait(t)
-			out := n.refused(t, r, "redirect refused", origin.URL+"/tool -> https://192.0.2.10/tool", "public address 192.0.2.10")
-			n.proxySaw(t)
-			return out + " (proxy saw nothing)"
-		}
+		return toPublic(n, origin.URL+"/tool", "https://192.0.2.10/tool", "192.0.2.10")
 	})
-
 	run("redirect http from loopback to a public address", func(t *testing.T, n *netRun) func(*testing.T) string {
 		origin := startFault(t, "127.0.0.1:0", nil, redirect(func() string { return "http://192.0.2.1/x" }))
 		n.start(t, origin.URL+"/tool", sha, "", false)
-		return func(t *testing.T) string {
-			r, _ := n.wait(t)
-			out := n.refused(t, r, "redirect refused", origin.URL+"/tool -> http://192.0.2.1/x", "public address 192.0.2.1")
-			n.proxySaw(t)
-			return out + " (proxy saw nothing)"
-		}
+		return toPublic(n, origin.URL+"/tool", "http://192.0.2.1/x", "192.0.2.1")
 	})
-
 	run("redirect chain loopback -> loopback -> public", func(t *testing.T, n *netRun) func(*testing.T) string {
 		mid := startFault(t, "127.0.0.2:0", nil, redirect(func() string { return "http://198.51.100.7/tool" }))
 		origin := startFault(t, "127.0.0.1:0", nil, redirect(func() string { return mid.URL + "/hop" }))
 		n.start(t, origin.URL+"/tool", sha, "", false)
-		return func(t *testing.T) string {
-			r, _ := n.wait(t)
-			out := n.refused(t, r, "redirect refused", mid.URL+"/hop -> http://198.51.100.7/tool", "public address 198.51.100.7")
-			n.proxySaw(t)
-			return out + " (proxy saw nothing)"
-		}
+		return toPublic(n, mid.URL+"/hop", "http://198.51.100.7/tool", "198.51.100.7")
 	})
 
 	for _, c := range cases {
