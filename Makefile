@@ -39,7 +39,7 @@ test: deps build
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $(GO_DIRS))" || { gofmt -l $(GO_DIRS); echo "gofmt needed"; exit 1; }
 	NODEPROV_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 60m ./...
-	$(MAKE) --no-print-directory fuzz FUZZTIME=$(TEST_FUZZTIME)
+	$(MAKE) --no-print-directory fuzz FUZZTIME=
 
 unit:
 	$(GO) test -count=1 $$($(GO) list ./... | grep -v /e2e)
@@ -78,21 +78,27 @@ soak: build
 		$(GO) test -count=1 -v -timeout 4h -run '^TestCrashConsistency$$' ./e2e
 
 # Every fuzz target, one after the other (go test runs one -fuzz target per
-# invocation), each for FUZZTIME: make fuzz FUZZTIME=5m; FUZZFLAGS='-parallel 1'
-# leaves CPUs free. New crashers are written to the package's
+# invocation). make test gives each a budget of executions (the count after
+# the target's name, about 5 s here): a wall-clock -fuzztime races Go's fuzz
+# coordinator at the deadline and fails with a bare "context deadline
+# exceeded" and no input (go.dev/issue/75804, fixed in Go 1.27, not in
+# 1.26.x), which is not a finding. Explore longer with a duration,
+# make fuzz FUZZTIME=5m (a bare deadline failure there is that race), or
+# scale the counts: make fuzz FUZZSCALE=10. FUZZFLAGS='-parallel 1' leaves
+# CPUs free. New crashers are written to the package's
 # testdata/fuzz/<target>/: commit them with the fix.
-FUZZTIME    ?= 30s
-# make test runs every fuzz target this long (after the seed corpora and
-# committed crashers, which plain go test runs), so a regression shows in CI.
-TEST_FUZZTIME ?= 5s
-FUZZ_TARGETS := ./spec:FuzzLoad ./fetch:FuzzParseChecksums ./stages/archive:FuzzPlan \
-	./stages/archive:FuzzSelect ./stages/containerd:FuzzMergePatch
+FUZZTIME  ?=
+FUZZSCALE ?= 1
+FUZZ_TARGETS := ./spec:FuzzLoad:20000 ./fetch:FuzzParseChecksums:60000 \
+	./stages/archive:FuzzPlan:40000 ./stages/archive:FuzzSelect:8000 \
+	./stages/containerd:FuzzMergePatch:60000
 
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
-		pkg=$${t%%:*}; name=$${t##*:}; \
-		echo "== $$name ($$pkg) for $(FUZZTIME)"; \
-		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $(FUZZFLAGS) $$pkg; \
+		pkg=$${t%%:*}; rest=$${t#*:}; name=$${rest%%:*}; count=$${rest#*:}; \
+		budget=$(if $(FUZZTIME),$(FUZZTIME),$$((count * $(FUZZSCALE)))x); \
+		echo "== $$name ($$pkg) for $$budget"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $$budget $(FUZZFLAGS) $$pkg; \
 	done
 
 # The hostile-input, network-fault and concurrency suites of issue 7 (part of go test
