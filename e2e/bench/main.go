@@ -672,6 +672,12 @@ func (b *bench) report() {
 	fmt.Fprintf(w, "  cold apply within 1.25x of largest artifact / rate (issue 7)\t%.2fx (median %s vs %s)\t%s\n", floorRatio, fmtDur(cold.med), fmtDur(floorLargest), verdict(floorRatio <= 1.25))
 	fmt.Fprintf(w, "  warm re-apply < 50 ms (issue 7)\tmedian %s, max %s\t%s\n", fmtDur(warm.med), fmtDur(warm.max), verdict(warm.med < 50*time.Millisecond))
 	fmt.Fprintf(w, "  peak RSS < 48 MiB (issue 7)\t%.1f MiB\t%s\n", float64(rss)/mib, verdict(rss < 48*mib))
+	cpu, recipeCPU := b.stat(sCold, cpuOf), b.stat(sRecipe, cpuOf)
+	cpuRatio := float64(cpu.med) / float64(recipeCPU.med)
+	fmt.Fprintf(w, "  cold apply within 1.15x of the transfer floor (issue 13)\t%.2fx (median %s vs %s)\t%s\n", floorRatio, fmtDur(cold.med), fmtDur(floorLargest), verdict(floorRatio <= 1.15))
+	fmt.Fprintf(w, "  cold apply CPU within 1.1x of the recipe's (issue 13)\t%.2fx (median %s vs %s)\t%s\n", cpuRatio, fmtDur(cpu.med), fmtDur(recipeCPU.med), verdict(cpuRatio <= 1.1))
+	fmt.Fprintf(w, "  warm re-apply <= 10 ms (issue 13)\tmedian %s, max %s\t%s\n", fmtDur(warm.med), fmtDur(warm.max), verdict(warm.med <= 10*time.Millisecond))
+	fmt.Fprintf(w, "  peak RSS <= 32 MiB (issue 13)\t%.1f MiB\t%s\n", float64(rss)/mib, verdict(rss <= 32*mib))
 	if o.ansible {
 		ans, nop := b.stat(sAnsible, wallOf), b.stat(sAnsibleNop, wallOf)
 		noop := float64(nop.med) / float64(warm.med)

@@ -115,6 +115,10 @@ type fetched struct {
 	// downloaded or, from the cache, right after, so that installing reads
 	// the archive only once more; nil when not planned yet.
 	Members []archive.Member
+	// staged holds Members extracted next to their targets while the
+	// archive downloaded (Pipeline), for the install to commit; nil when
+	// the install reads the cache file.
+	staged *archive.Staged
 }
 
 func (r *run) setFetched(name string, f fetched) {

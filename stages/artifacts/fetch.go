@@ -99,17 +99,46 @@ func (r *run) planDownload(ctx context.Context, env *plan.Env, rec *Record, keyr
 func (r *run) withRun(env *plan.Env, art spec.Artifact, a *plan.Action, req fetch.Request) *plan.Action {
 	var got fetch.Result
 	// An archive is checked and indexed while it downloads (the last
-	// attempt's pass counts); a cached one is read once after.
-	var streamed []archive.Member
+	// attempt's pass counts); a cached one is read once after. One that is
+	// installed as soon as it is verified is also extracted in that pass,
+	// into a staging next to its targets, and committed after
+	// verification: decompressed once, and most of the install done by
+	// the time the last byte arrives.
+	stageNow := r.o.Pipeline && r.own[art.Name] && art.Install.Archive()
+	var (
+		runCtx   = context.Background()
+		streamed []archive.Member
+		staged   *archive.Staged
+	)
+	discard := func() {
+		if staged != nil {
+			staged.Discard()
+			staged = nil
+		}
+	}
 	if art.Install.Archive() {
 		sel := archive.SelectionOf(art.Install)
 		req.Inspect = func(rd io.Reader) error {
-			members, err := archive.Plan(rd, sel, archive.DefaultLimits())
-			streamed = members
-			return err
+			if !stageNow {
+				members, err := archive.Plan(rd, sel, archive.DefaultLimits())
+				streamed = members
+				return err
+			}
+			discard() // an earlier attempt's
+			st, err := archive.Stage(runCtx, env.Root, rd, sel, archive.DefaultLimits())
+			if err != nil {
+				return err
+			}
+			staged, streamed = st, st.Members
+			return nil
 		}
 	}
 	a.Run = func(ctx context.Context) error {
+		runCtx = ctx
+		// Whatever is staged and not committed when the action ends
+		// (a failed download, a digest that does not match, an install
+		// with nothing to change) is removed.
+		defer discard()
 		results, err := r.fetcher.Fetch(ctx, []fetch.Request{req})
 		if err != nil {
 			return err
@@ -121,17 +150,23 @@ func (r *run) withRun(env *plan.Env, art spec.Artifact, a *plan.Action, req fetc
 		f := fetched{Path: got.Path, SHA256: got.SHA256, Digest: got.Digest.String(), Trust: got.Trust}
 		if art.Install.Archive() {
 			// The archive was checked and indexed while its bytes arrived
-			// (or, when it came from the cache, is now): installing then
-			// reads it only once more, to write, and a hostile archive
+			// (or, when it came from the cache, is now): a hostile archive
 			// fails before anything of it is installed.
 			members, err := streamed, got.InspectErr
 			if !got.Inspected {
-				members, err = listArchive(got.Path, art.Install)
+				if stageNow {
+					staged, err = stageCached(ctx, env.Root, got.Path, art.Install)
+					if err == nil {
+						members = staged.Members
+					}
+				} else {
+					members, err = listArchive(got.Path, art.Install)
+				}
 			}
 			if err != nil {
 				return fmt.Errorf("%s: %w", art.URL, err)
 			}
-			f.Members = members
+			f.Members, f.staged = members, staged
 		}
 		r.setFetched(art.Name, f)
 		if r.o.Pipeline && r.own[art.Name] {
@@ -150,6 +185,16 @@ func (r *run) withRun(env *plan.Env, art spec.Artifact, a *plan.Action, req fetc
 		return fmt.Sprintf("%s (%d bytes, %s, %s)", art.URL, got.Bytes, got.Digest, how)
 	}
 	return a
+}
+
+// stageCached extracts a verified cache file into a staging, in one pass.
+func stageCached(ctx context.Context, root *host.Root, path string, in spec.Install) (*archive.Staged, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return archive.Stage(ctx, root, f, archive.SelectionOf(in), archive.DefaultLimits())
 }
 
 // listArchive lists and hashes the members of a verified cache file that

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -258,6 +259,18 @@ func planArchive(env *plan.Env, setRecord recordFunc, art spec.Artifact, f fetch
 	a.Op, a.Paths = plan.OpUpdate, changed
 	a.Detail = fmt.Sprintf("%s (%s, %s): %s", art.URL, short(f.Digest), f.Trust, strings.Join(changed, ", "))
 	a.Run = func(ctx context.Context) error {
+		if f.staged != nil {
+			// Extracted while the verified bytes arrived: only the
+			// changed members are renamed into place.
+			for i := range f.staged.Members {
+				m := &f.staged.Members[i]
+				m.Unchanged = !slices.Contains(changed, m.Target)
+			}
+			if err := f.staged.Commit(); err != nil {
+				return err
+			}
+			return record()
+		}
 		// members were planned from this verified cache file: one more
 		// pass installs them, checking every member's bytes again.
 		if _, err := archive.InstallPlanned(ctx, env.Root, open, sel, archive.DefaultLimits(), members); err != nil {
