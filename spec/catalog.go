@@ -212,19 +212,27 @@ func containerdArtifacts(c *ContainerdComponent, arch string) ([]Artifact, error
 	}
 	file := fmt.Sprintf("%s-%s-linux-%s.tar.gz", kind, c.Version, arch)
 	url := releaseURL(&c.Release, containerdReleaseDir, file)
-	files := make(map[string]string, len(bins))
-	for _, b := range bins {
-		files["bin/"+b] = path.Join(c.InstallDir, b)
+	return []Artifact{releaseTarball("containerd", url, ".sha256sum", file, c.pin(arch),
+		sizeOr(c.MaxSize, containerdMaxSize), "bin/", bins, c.InstallDir)}, nil
+}
+
+// releaseTarball is the artifact of a release tarball checked against the
+// sha256 file next to it (url+suffix, naming file), whose members
+// prefix+name are installed as dir/name.
+func releaseTarball(name, url, suffix, file, pin string, maxSize int64, prefix string, names []string, dir string) Artifact {
+	files := make(map[string]string, len(names))
+	for _, n := range names {
+		files[prefix+n] = path.Join(dir, n)
 	}
-	return []Artifact{{
-		Name:     "containerd",
-		SpecPath: "components.containerd",
+	return Artifact{
+		Name:     name,
+		SpecPath: "components." + name,
 		URL:      url,
-		SHA256:   c.pin(arch),
-		Checksum: &ChecksumRef{URL: url + ".sha256sum", Algorithm: "sha256", Name: file},
-		MaxSize:  sizeOr(c.MaxSize, containerdMaxSize),
+		SHA256:   pin,
+		Checksum: &ChecksumRef{URL: url + suffix, Algorithm: "sha256", Name: file},
+		MaxSize:  maxSize,
 		Install:  Install{Files: files},
-	}}, nil
+	}
 }
 
 // runcArtifacts expands the runc component: the static binary, checked
@@ -261,19 +269,8 @@ func cniArtifacts(c *CNIComponent, arch string) ([]Artifact, error) {
 	}
 	file := fmt.Sprintf("cni-plugins-linux-%s-v%s.tgz", arch, c.Version)
 	url := releaseURL(&c.Release, cniReleaseDir, file)
-	files := make(map[string]string, len(plugins))
-	for _, p := range plugins {
-		files["./"+p] = path.Join(c.InstallDir, p)
-	}
-	return []Artifact{{
-		Name:     "cni",
-		SpecPath: "components.cni",
-		URL:      url,
-		SHA256:   c.pin(arch),
-		Checksum: &ChecksumRef{URL: url + ".sha256", Algorithm: "sha256", Name: file},
-		MaxSize:  sizeOr(c.MaxSize, cniMaxSize),
-		Install:  Install{Files: files},
-	}}, nil
+	return []Artifact{releaseTarball("cni", url, ".sha256", file, c.pin(arch),
+		sizeOr(c.MaxSize, cniMaxSize), "./", plugins, c.InstallDir)}, nil
 }
 
 // gvisorArtifacts expands the gVisor component: runsc and, unless shim is
@@ -315,15 +312,8 @@ func gvisorArtifacts(c *GVisorComponent, arch string) ([]Artifact, error) {
 func crictlArtifacts(c *CrictlComponent, arch string) ([]Artifact, error) {
 	file := fmt.Sprintf("crictl-v%s-linux-%s.tar.gz", c.Version, arch)
 	url := releaseURL(&c.Release, crictlReleaseDir, file)
-	return []Artifact{{
-		Name:     "crictl",
-		SpecPath: "components.crictl",
-		URL:      url,
-		SHA256:   c.pin(arch),
-		Checksum: &ChecksumRef{URL: url + ".sha256", Algorithm: "sha256", Name: file},
-		MaxSize:  sizeOr(c.MaxSize, crictlMaxSize),
-		Install:  Install{Files: map[string]string{"crictl": path.Join(c.InstallDir, "crictl")}},
-	}}, nil
+	return []Artifact{releaseTarball("crictl", url, ".sha256", file, c.pin(arch),
+		sizeOr(c.MaxSize, crictlMaxSize), "", []string{"crictl"}, c.InstallDir)}, nil
 }
 
 // componentArtifacts expands every component present, in the fixed order

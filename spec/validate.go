@@ -279,15 +279,19 @@ func (v *validator) names(p, what string, list, known []string) {
 // download never install the same path. Targets that depend on an invalid
 // version are skipped (the version is reported already).
 func (v *validator) componentTargets(c *Components) {
+	// claimIn claims dir/name for each name the component installs.
+	claimIn := func(component, dir string, names ...string) {
+		for _, n := range names {
+			v.claimFor("components."+component+".installDir", "components."+component, path.Join(dir, n))
+		}
+	}
 	if c.Containerd != nil {
 		cd := defaulted(c.Containerd)
 		bins := cd.Binaries
 		if len(bins) == 0 {
 			bins, _ = containerdBinaries(string(cd.Version))
 		}
-		for _, b := range bins {
-			v.claimFor("components.containerd.installDir", "components.containerd", path.Join(cd.InstallDir, b))
-		}
+		claimIn("containerd", cd.InstallDir, bins...)
 	}
 	if c.Runc != nil {
 		v.claimFor("components.runc.path", "components.runc", defaulted(c.Runc).Path)
@@ -298,19 +302,17 @@ func (v *validator) componentTargets(c *Components) {
 		if len(plugins) == 0 {
 			plugins, _ = cniDefaultPlugins(string(cn.Version))
 		}
-		for _, pl := range plugins {
-			v.claimFor("components.cni.installDir", "components.cni", path.Join(cn.InstallDir, pl))
-		}
+		claimIn("cni", cn.InstallDir, plugins...)
 	}
 	if c.GVisor != nil {
 		g := defaulted(c.GVisor)
-		v.claimFor("components.gvisor.installDir", "components.gvisor", path.Join(g.InstallDir, "runsc"))
+		claimIn("gvisor", g.InstallDir, "runsc")
 		if *g.Shim {
-			v.claimFor("components.gvisor.installDir", "components.gvisor", path.Join(g.InstallDir, "containerd-shim-runsc-v1"))
+			claimIn("gvisor", g.InstallDir, "containerd-shim-runsc-v1")
 		}
 	}
 	if c.Crictl != nil {
-		v.claimFor("components.crictl.installDir", "components.crictl", path.Join(defaulted(c.Crictl).InstallDir, "crictl"))
+		claimIn("crictl", defaulted(c.Crictl).InstallDir, "crictl")
 	}
 }
 

@@ -174,6 +174,33 @@ type valueCase struct {
 	words    []string
 }
 
+// valueActions are one shell's ways to complete a flag's value: from
+// words (space-separated), from a comma-separated list of them, a
+// directory or a file.
+type valueActions struct {
+	words, list func(words string) string
+	dir, file   string
+}
+
+// writeValueCases writes a case arm per group of flags whose values
+// complete alike.
+func writeValueCases(w io.Writer, cmds []compCommand, a valueActions) {
+	for _, vc := range valueCases(cmds) {
+		var action string
+		switch vc.kind {
+		case "words":
+			action = a.words(strings.Join(vc.words, " "))
+		case "list":
+			action = a.list(strings.Join(vc.words, " "))
+		case "dir":
+			action = a.dir
+		case "file":
+			action = a.file
+		}
+		fmt.Fprintf(w, "        %s) %s ;;\n", strings.Join(vc.patterns, "|"), action)
+	}
+}
+
 func valueCases(cmds []compCommand) []valueCase {
 	byKey := map[string]*valueCase{}
 	var keys []string
@@ -292,20 +319,12 @@ _nodeprov() {
     if [[ -n $flag ]]; then
         case $cmd:$flag in
 `)
-	for _, vc := range valueCases(cmds) {
-		var action string
-		switch vc.kind {
-		case "words":
-			action = fmt.Sprintf("_nodeprov_words %q", strings.Join(vc.words, " "))
-		case "list":
-			action = fmt.Sprintf("_nodeprov_list %q", strings.Join(vc.words, " "))
-		case "dir":
-			action = "_nodeprov_paths -d"
-		case "file":
-			action = "_nodeprov_paths -f"
-		}
-		fmt.Fprintf(w, "        %s) %s ;;\n", strings.Join(vc.patterns, "|"), action)
-	}
+	writeValueCases(w, cmds, valueActions{
+		words: func(ws string) string { return fmt.Sprintf("_nodeprov_words %q", ws) },
+		list:  func(ws string) string { return fmt.Sprintf("_nodeprov_list %q", ws) },
+		dir:   "_nodeprov_paths -d",
+		file:  "_nodeprov_paths -f",
+	})
 	fmt.Fprint(w, `        esac
         if [[ -n $head ]]; then
             local i
@@ -402,21 +421,13 @@ _nodeprov() {
     if [[ -n $flag ]]; then
         case $cmd:$flag in
 `)
-	for _, vc := range valueCases(cmds) {
-		var action string
-		switch vc.kind {
-		case "words":
-			action = "compadd -- " + strings.Join(vc.words, " ")
-		case "list":
-			// The items before the last comma stay; complete the last one.
-			action = "compset -P '*,'; compadd -S '' -- " + strings.Join(vc.words, " ")
-		case "dir":
-			action = "_files -/"
-		case "file":
-			action = "_files"
-		}
-		fmt.Fprintf(w, "        %s) %s ;;\n", strings.Join(vc.patterns, "|"), action)
-	}
+	writeValueCases(w, cmds, valueActions{
+		words: func(ws string) string { return "compadd -- " + ws },
+		// The items before the last comma stay; complete the last one.
+		list: func(ws string) string { return "compset -P '*,'; compadd -S '' -- " + ws },
+		dir:  "_files -/",
+		file: "_files",
+	})
 	fmt.Fprint(w, `        esac
         return
     fi
