@@ -3,6 +3,7 @@ package spec
 import (
 	"regexp"
 	"strings"
+	"unicode/utf8"
 )
 
 // Redacted stands in for a secret in every output nodeprov produces:
@@ -44,13 +45,38 @@ func redactAt(s string, off int) (string, int) {
 	if s == "" {
 		return s, off
 	}
-	s, off = replaceAt(s, off, urlUserinfo, func(sub []string) string { return sub[1] + Redacted + "@" })
+	// The expressions backtrack; most text (every action's detail, on
+	// every run) holds neither a URL with credentials nor a secret key.
+	if strings.Contains(s, "@") {
+		s, off = replaceAt(s, off, urlUserinfo, func(sub []string) string { return sub[1] + Redacted + "@" })
+	}
+	if !mayNameSecret(s) {
+		return s, off
+	}
 	return replaceAt(s, off, secretAssign, func(sub []string) string {
 		if strings.Contains(sub[2], Redacted) {
 			return sub[0]
 		}
 		return sub[1] + quoteLike(sub[2])
 	})
+}
+
+// mayNameSecret reports whether s may contain one of SecretKeys in any
+// case: text that is not ASCII always may (the expression's case folding
+// also matches the Kelvin sign and the long s).
+func mayNameSecret(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return true
+		}
+	}
+	lower := strings.ToLower(s)
+	for _, k := range SecretKeys {
+		if strings.Contains(lower, k) {
+			return true
+		}
+	}
+	return false
 }
 
 func replaceAt(s string, off int, re *regexp.Regexp, repl func(sub []string) string) (string, int) {

@@ -1,6 +1,9 @@
 package spec
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestRedact(t *testing.T) {
 	tests := []struct{ in, want string }{
@@ -50,6 +53,21 @@ func TestRedactLineKeepsCaret(t *testing.T) {
 		got, col := redactLine(tt.line, tt.col)
 		if got != tt.want || col != tt.wantCol {
 			t.Errorf("redactLine(%q, %d) = %q, %d; want %q, %d", tt.line, tt.col, got, col, tt.want, tt.wantCol)
+		}
+	}
+}
+
+// TestRedactFoldedKeys: the quick check before the expressions never lets
+// a key through that the expressions match, in any case or folding.
+func TestRedactFoldedKeys(t *testing.T) {
+	for _, in := range []string{
+		`PassWord = "hunter2"`,
+		`paſſword = "hunter2"`, // U+017F folds to s
+		`"AUTHORIZATION": "Basic dXNlcjpwYXNz"`,
+		`see https://user:hunter2@registry.example`,
+	} {
+		if got := Redact(in); strings.Contains(got, "hunter2") || strings.Contains(got, "dXNlcjpwYXNz") {
+			t.Errorf("Redact(%q) = %q: the secret is still there", in, got)
 		}
 	}
 }

@@ -19,9 +19,10 @@ import (
 // that target again (a rollback to the previous spec, an artifact dropped
 // from the spec). So a run that logs its temporary directories records each
 // directory it creates a temporary file in, synced before the file is
-// created; the next run sweeps those directories before it writes, and a
-// run that ends (successfully or not) discards its log: only a killed run
-// leaves one.
+// created; the next run sweeps those directories, and the log's own
+// directory (which holds the run-state files every run writes, so it is
+// not logged), before it writes, and a run that ends (successfully or not)
+// discards its log: only a killed run leaves one.
 
 // tempLog is the log of one Root.
 type tempLog struct {
@@ -45,12 +46,14 @@ func (r *Root) noteTempDir(dir string) error {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.seen[dir] {
-		return nil
-	}
 	logDir, name, err := splitParent(l.path)
 	if err != nil {
 		return err
+	}
+	// The log's own directory (the run-state files written on every run,
+	// even a warm one) is swept every time: no need to log it.
+	if l.seen[dir] || dir == logDir {
+		return nil
 	}
 	dfd, err := r.mkdirAll(logDir, 0o755)
 	if err != nil {
@@ -82,10 +85,14 @@ func (r *Root) SweepTemps() ([]string, error) {
 		return nil, nil
 	}
 	data, exists, err := r.ReadFile(l.path)
-	if err != nil || !exists {
+	if err != nil {
 		return nil, err
 	}
-	dirs := map[string]bool{}
+	logDir, _, err := splitParent(l.path)
+	if err != nil {
+		return nil, err
+	}
+	dirs := map[string]bool{path.Clean("/" + logDir): true}
 	for _, line := range strings.Split(string(data), "\n") {
 		if p := path.Clean(line); strings.HasPrefix(line, "/") && p == line {
 			dirs[p] = true
@@ -100,6 +107,9 @@ func (r *Root) SweepTemps() ([]string, error) {
 		removed = append(removed, names...)
 	}
 	sort.Strings(removed)
+	if !exists {
+		return removed, nil
+	}
 	return removed, r.Remove(l.path)
 }
 

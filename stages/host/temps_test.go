@@ -89,3 +89,27 @@ func TestSweepTempsStaysInRoot(t *testing.T) {
 		f.Close()
 	})
 }
+
+// TestSweepTempsInLogDirWithoutLog: temporary files in the log's own
+// directory are not logged (every run writes its run-state files there)
+// and are swept even when no log exists.
+func TestSweepTempsInLogDirWithoutLog(t *testing.T) {
+	eachRoot(t, func(t *testing.T, r *Root, dir string) {
+		r.LogTempDirs("/var/lib/nodeprov/temp-dirs")
+		if err := r.WriteFile("/var/lib/nodeprov/last-run.json", []byte("{}"), WriteOptions{Mode: 0o644}); err != nil {
+			t.Fatal(err)
+		}
+		if got := readHost(t, filepath.Join(dir, "var/lib/nodeprov/temp-dirs")); got != "<missing>" {
+			t.Fatalf("the log's own directory was logged: %q", got)
+		}
+		mkfile(t, dir, "var/lib/nodeprov/.installed.json.nodeprov-tmp-0123456789abcdef", "half", 0o600)
+		removed, err := r.SweepTemps()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(removed) != 1 || removed[0] != "/var/lib/nodeprov/.installed.json.nodeprov-tmp-0123456789abcdef" {
+			t.Errorf("swept %v, want the stale temporary file of installed.json", removed)
+		}
+		noTemps(t, filepath.Join(dir, "var/lib/nodeprov"))
+	})
+}
