@@ -22,6 +22,7 @@ import (
 	"time"
 
 	art "github.com/nodeprov/nodeprov/e2e/artifacts"
+	"github.com/nodeprov/nodeprov/stages/host/treetest"
 )
 
 // Helpers of crash_test.go and crash_rollback_test.go: small
@@ -128,39 +129,7 @@ const (
 )
 
 // treeEntry is one path of a tree as the comparison sees it.
-type treeEntry struct {
-	Type   string // file, dir, symlink, other
-	Mode   fs.FileMode
-	UID    uint32
-	GID    uint32
-	Digest string // files: sha256 of the contents (normalized for run-state files)
-	Target string // symlinks
-}
-
-func (e treeEntry) String() string {
-	s := fmt.Sprintf("%s %04o %d:%d", e.Type, uint32(e.Mode.Perm())|specialBits(e.Mode), e.UID, e.GID)
-	if e.Digest != "" {
-		s += " " + e.Digest[:min(16, len(e.Digest))]
-	}
-	if e.Target != "" {
-		s += " -> " + e.Target
-	}
-	return s
-}
-
-func specialBits(m fs.FileMode) uint32 {
-	var b uint32
-	if m&fs.ModeSetuid != 0 {
-		b |= 0o4000
-	}
-	if m&fs.ModeSetgid != 0 {
-		b |= 0o2000
-	}
-	if m&fs.ModeSticky != 0 {
-		b |= 0o1000
-	}
-	return b
-}
+type treeEntry = treetest.Entry
 
 // snapshotTree describes every path under root (relative, slash-separated):
 // type, permission and special bits, owner, contents digest, link target.
@@ -170,54 +139,20 @@ func specialBits(m fs.FileMode) uint32 {
 // they, and each recorded size, mode and sha256, describe the installed
 // files as they are (the record must be in step with the tree: the next
 // run trusts it without hashing).
-func snapshotTree(root string) (map[string]treeEntry, error) {
-	out := map[string]treeEntry{}
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
+func snapshotTree(root string) (treetest.Tree, error) {
+	return treetest.Snapshot(root, func(rel, p string) (string, bool, error) {
+		switch rel {
+		case crashLockFile:
+			return "(contents not compared)", true, nil
+		case crashLastRun:
+			d, err := normalizedLastRun(p)
+			return d, true, err
+		case crashRecordFile:
+			d, err := normalizedRecord(root, p)
+			return d, true, err
 		}
-		if p == root {
-			return nil
-		}
-		rel, _ := filepath.Rel(root, p)
-		rel = filepath.ToSlash(rel)
-		fi, err := os.Lstat(p)
-		if err != nil {
-			return err
-		}
-		st := fi.Sys().(*syscall.Stat_t)
-		e := treeEntry{Mode: fi.Mode() & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky), UID: st.Uid, GID: st.Gid}
-		switch {
-		case fi.Mode().IsRegular():
-			e.Type = "file"
-			switch rel {
-			case crashLockFile:
-				e.Digest = "(contents not compared)"
-			case crashLastRun:
-				e.Digest, err = normalizedLastRun(p)
-			case crashRecordFile:
-				e.Digest, err = normalizedRecord(root, p)
-			default:
-				e.Digest, err = fileHash(p, sha256.New)
-			}
-			if err != nil {
-				return fmt.Errorf("%s: %w", rel, err)
-			}
-		case fi.IsDir():
-			e.Type = "dir"
-		case fi.Mode()&fs.ModeSymlink != 0:
-			e.Type = "symlink"
-			if e.Target, err = os.Readlink(p); err != nil {
-				return err
-			}
-			e.Mode = 0 // Linux symlinks have no mode of their own
-		default:
-			e.Type = "other " + fi.Mode().Type().String()
-		}
-		out[rel] = e
-		return nil
+		return "", false, nil
 	})
-	return out, err
 }
 
 func normalizedLastRun(p string) (string, error) {
@@ -289,25 +224,7 @@ func normalizedRecord(root, p string) (string, error) {
 }
 
 // diffTrees lists the differences between want and got, one line each.
-func diffTrees(want, got map[string]treeEntry) []string {
-	var out []string
-	for p, w := range want {
-		g, ok := got[p]
-		switch {
-		case !ok:
-			out = append(out, "missing "+p+" ("+w.String()+")")
-		case g != w:
-			out = append(out, fmt.Sprintf("differs %s: want %s, got %s", p, w, g))
-		}
-	}
-	for p, g := range got {
-		if _, ok := want[p]; !ok {
-			out = append(out, "extra "+p+" ("+g.String()+")")
-		}
-	}
-	sort.Strings(out)
-	return out
-}
+func diffTrees(want, got treetest.Tree) []string { return treetest.Diff(want, got) }
 
 // leftovers lists temporary files of the host layer (".<name>.nodeprov-tmp-
 // <hex>") and download staging files anywhere under root.
@@ -343,7 +260,7 @@ type pathStates struct {
 // before (an atomic replacement never leaves a gap) or is gone after.
 // Directories are not watched: their mode is set after creation, which is
 // not a partial file.
-func allowedStates(before, after map[string]treeEntry) map[string]pathStates {
+func allowedStates(before, after treetest.Tree) map[string]pathStates {
 	out := map[string]pathStates{}
 	add := func(p string, e treeEntry) {
 		if e.Type != "file" && e.Type != "symlink" {
@@ -476,7 +393,7 @@ func (w *partialWatcher) sweep() {
 				continue // replaced meanwhile: the next sweep looks again
 			}
 		case fi.Mode().IsRegular():
-			got.Type = "file"
+			got.Type, got.Size = "file", fi.Size()
 			switch rel {
 			case crashLockFile:
 				continue

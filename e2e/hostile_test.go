@@ -21,6 +21,8 @@ import (
 	"syscall"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/nodeprov/nodeprov/stages/host/treetest"
 )
 
 // This file runs hostile inputs through the real binary: malicious
@@ -92,44 +94,16 @@ func (o *outcomeTable) print() {
 	fmt.Print(b.String())
 }
 
-// fsTree describes every path under a directory: type and mode, owner, size
-// and digest of regular files, target of symlinks.
+// fsTree describes paths ("/etc/x") by a line each: a sandbox tree as
+// treetest describes it (snapshotFSTree), or the host's own state
+// (hostStateSnapshot).
 type fsTree map[string]string
 
 func snapshotFSTree(t *testing.T, dir string) fsTree {
 	t.Helper()
 	out := fsTree{}
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		if rel == "." {
-			rel = ""
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		st := info.Sys().(*syscall.Stat_t)
-		desc := fmt.Sprintf("%v %d:%d", info.Mode(), st.Uid, st.Gid)
-		switch {
-		case info.Mode().IsRegular():
-			data, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			sum := sha256.Sum256(data)
-			desc += fmt.Sprintf(" %dB %x", len(data), sum[:8])
-		case info.Mode()&fs.ModeSymlink != 0:
-			l, _ := os.Readlink(p)
-			desc += " -> " + l
-		}
-		out["/"+filepath.ToSlash(rel)] = desc
-		return nil
-	})
-	if err != nil {
-		t.Fatalf("snapshot %s: %v", dir, err)
+	for p, e := range treetest.Take(t, dir) {
+		out["/"+p] = e.String()
 	}
 	return out
 }
@@ -894,7 +868,7 @@ func hostileRoots(t *testing.T, table *outcomeTable) {
 				t.Fatalf("apply succeeded but %s is gone: %v", f, err)
 			}
 			if fi.Mode()&fs.ModeSymlink == 0 {
-				if !fi.Mode().IsRegular() || !strings.HasPrefix(after[f], "-") {
+				if !fi.Mode().IsRegular() || !strings.HasPrefix(after[f], "file ") {
 					t.Errorf("%s is %v, the clean run wrote %s", f, fi.Mode(), after[f])
 				}
 				return "symlink replaced by the file (not followed), canary untouched"

@@ -7,13 +7,14 @@ import (
 	"errors"
 	"io"
 	"io/fs"
-	"maps"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
 	"syscall"
 	"testing"
+
+	"github.com/nodeprov/nodeprov/stages/host/treetest"
 )
 
 // Release-shaped archives.
@@ -236,9 +237,9 @@ func TestInstall(t *testing.T) {
 				}
 			}
 			// Only the targets and their directories are in the root.
-			for p, desc := range snapshot(t, r.dir) {
-				if _, ok := tt.data[p]; !ok && desc[0] != 'd' {
-					t.Errorf("unexpected %s (%s) in the root", p, desc)
+			for p, e := range treetest.Take(t, r.dir) {
+				if _, ok := tt.data["/"+p]; !ok && e.Type != "dir" {
+					t.Errorf("unexpected /%s (%s) in the root", p, e)
 				}
 			}
 			assertEmpty(t, "outside", r.outside)
@@ -277,7 +278,7 @@ func TestInstallTwiceIsIdempotent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	before := snapshot(t, r.dir)
+	before := treetest.Take(t, r.dir)
 	inodes := make(map[string]uint64)
 	for _, m := range first {
 		if m.Unchanged {
@@ -318,9 +319,7 @@ func TestInstallTwiceIsIdempotent(t *testing.T) {
 			t.Errorf("%s was rewritten (inode %d, was %d)", m.Target, ino, inodes[m.Target])
 		}
 	}
-	if after := snapshot(t, r.dir); !maps.Equal(before, after) {
-		t.Errorf("tree changed:\nbefore %v\nafter  %v", before, after)
-	}
+	treetest.Unchanged(t, before, r.dir)
 }
 
 func TestInstallReplaces(t *testing.T) {
@@ -412,15 +411,13 @@ func TestInstallTargetConflicts(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			r := newTestRoot(t)
 			tt.setup(t, r.dir)
-			before := snapshot(t, r.dir)
+			before := treetest.Take(t, r.dir)
 			sel := Selection{To: "/usr/local/bin", Strip: 1}
 			_, err := Install(context.Background(), r.root, fromBytes(containerdRelease(t)), sel, Limits{})
 			if err == nil || !bytes.Contains([]byte(err.Error()), []byte(tt.want)) {
 				t.Fatalf("got error %v, want one containing %q", err, tt.want)
 			}
-			if after := snapshot(t, r.dir); !maps.Equal(before, after) {
-				t.Errorf("root changed:\nbefore %v\nafter  %v", before, after)
-			}
+			treetest.Unchanged(t, before, r.dir)
 		})
 	}
 }
@@ -461,9 +458,9 @@ func TestInstallArchiveChanges(t *testing.T) {
 			if data, err := os.ReadFile(filepath.Join(r.dir, "usr/local/bin/containerd")); err == nil && string(data) != "good binary" {
 				t.Errorf("containerd holds %q", data)
 			}
-			for p, desc := range snapshot(t, r.dir) {
-				if desc[0] != 'd' && p != "/usr/local/bin/containerd" {
-					t.Errorf("unexpected %s (%s)", p, desc)
+			for p, e := range treetest.Take(t, r.dir) {
+				if e.Type != "dir" && p != "usr/local/bin/containerd" {
+					t.Errorf("unexpected /%s (%s)", p, e)
 				}
 			}
 		})
@@ -505,9 +502,9 @@ func TestInstallCanceledWhileWriting(t *testing.T) {
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("got %v, want context.Canceled", err)
 	}
-	for p, desc := range snapshot(t, r.dir) {
-		if desc[0] != 'd' {
-			t.Errorf("left %s (%s)", p, desc)
+	for p, e := range treetest.Take(t, r.dir) {
+		if e.Type != "dir" {
+			t.Errorf("left /%s (%s)", p, e)
 		}
 	}
 }

@@ -9,15 +9,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
-	"maps"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 
 	"github.com/nodeprov/nodeprov/stages/host"
+
+	"github.com/nodeprov/nodeprov/stages/host/treetest"
 )
 
 // ent is one entry of a test archive.
@@ -158,49 +157,11 @@ func newTestRoot(t *testing.T) testRoot {
 	return tr
 }
 
-// snapshot describes every path under dir: type, mode, size and digest.
-func snapshot(t *testing.T, dir string) map[string]string {
-	t.Helper()
-	out := make(map[string]string)
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		if rel == "." {
-			return nil
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		desc := info.Mode().String()
-		if info.Mode().IsRegular() {
-			data, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			desc += fmt.Sprintf(" %d %s", len(data), sha(string(data)))
-		}
-		if info.Mode()&fs.ModeSymlink != 0 {
-			l, _ := os.Readlink(p)
-			desc += " -> " + l
-		}
-		out["/"+filepath.ToSlash(rel)] = desc
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
 // assertEmpty fails unless dir holds nothing.
 func assertEmpty(t *testing.T, what, dir string) {
 	t.Helper()
-	if s := snapshot(t, dir); len(s) > 0 {
-		keys := slices.Sorted(maps.Keys(s))
-		t.Errorf("%s is not empty: %s", what, strings.Join(keys, ", "))
+	if s := treetest.Take(t, dir); len(s) > 0 {
+		t.Errorf("%s is not empty: %s", what, strings.Join(s.Paths(), ", "))
 	}
 }
 

@@ -2,16 +2,17 @@ package machineid
 
 import (
 	"context"
-	"io/fs"
+	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"testing"
 
 	"github.com/nodeprov/nodeprov/spec"
 	"github.com/nodeprov/nodeprov/stages/host"
 	"github.com/nodeprov/nodeprov/stages/plan"
+
+	"github.com/nodeprov/nodeprov/stages/host/treetest"
 )
 
 const (
@@ -87,43 +88,16 @@ func apply(t *testing.T, env *plan.Env, actions []*plan.Action) int {
 	return n
 }
 
-// snapshot lists every file, link and directory below dir with its
-// contents or target, to prove that nothing changed.
+// snapshot describes every file, link and directory below dir (treetest),
+// one line each, to prove that nothing changed.
 func snapshot(t *testing.T, dir string) string {
 	t.Helper()
-	var lines []string
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		switch {
-		case d.Type()&fs.ModeSymlink != 0:
-			target, err := os.Readlink(p)
-			if err != nil {
-				return err
-			}
-			lines = append(lines, rel+" -> "+target)
-		case d.IsDir():
-			lines = append(lines, rel+"/")
-		default:
-			data, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			lines = append(lines, rel+" "+info.Mode().String()+" "+string(data))
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
+	tree := treetest.Take(t, dir)
+	var b strings.Builder
+	for _, p := range tree.Paths() {
+		fmt.Fprintf(&b, "%s %s\n", p, tree[p])
 	}
-	sort.Strings(lines)
-	return strings.Join(lines, "\n")
+	return b.String()
 }
 
 // readHost returns the contents of the in-root file p below dir.

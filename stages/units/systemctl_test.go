@@ -2,57 +2,15 @@ package units
 
 import (
 	"context"
-	"crypto/sha256"
-	"fmt"
-	"io/fs"
-	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 
 	"github.com/nodeprov/nodeprov/spec"
-)
 
-// tree lists everything under dir/etc: directories with their mode,
-// symlinks with their target, regular files with their mode and digest.
-func tree(t *testing.T, dir string) []string {
-	t.Helper()
-	var out []string
-	err := filepath.WalkDir(filepath.Join(dir, "etc"), func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		switch {
-		case d.Type()&fs.ModeSymlink != 0:
-			target, err := os.Readlink(p)
-			if err != nil {
-				return err
-			}
-			out = append(out, fmt.Sprintf("/%s -> %s", rel, target))
-		case d.IsDir():
-			out = append(out, fmt.Sprintf("/%s/ %o", rel, info.Mode().Perm()))
-		default:
-			data, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			out = append(out, fmt.Sprintf("/%s %o %x", rel, info.Mode().Perm(), sha256.Sum256(data)))
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	slices.Sort(out)
-	return out
-}
+	"github.com/nodeprov/nodeprov/stages/host/treetest"
+)
 
 // TestOfflineMatchesSystemctl applies the same enable, mask, disable and
 // unmask steps to two copies of a root, once with the stage offline and
@@ -140,10 +98,13 @@ func TestOfflineMatchesSystemctl(t *testing.T) {
 				t.Fatalf("%s: systemctl %s: %v\n%s", st.name, strings.Join(args, " "), err, out)
 			}
 		}
-		got, want := tree(t, ourDir), tree(t, theirDir)
-		if !slices.Equal(got, want) {
-			t.Fatalf("%s: trees differ\nnodeprov:\n  %s\nsystemctl:\n  %s\nsystemctl said:\n%s",
-				st.name, strings.Join(got, "\n  "), strings.Join(want, "\n  "), log.String())
+		// Everything under /etc: directories with their mode, links with
+		// their target, files with their mode and digest.
+		got := treetest.Take(t, filepath.Join(ourDir, "etc"))
+		want := treetest.Take(t, filepath.Join(theirDir, "etc"))
+		if d := treetest.Diff(want, got); len(d) > 0 {
+			t.Fatalf("%s: nodeprov's tree differs from systemctl's:\n  %s\nsystemctl said:\n%s",
+				st.name, strings.Join(d, "\n  "), log.String())
 		}
 	}
 }
