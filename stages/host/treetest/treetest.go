@@ -8,9 +8,7 @@ package treetest
 
 import (
 	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -18,6 +16,11 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"maps"
+	"slices"
+
+	"github.com/nodeprov/nodeprov/stages/plan"
 )
 
 // Entry is one path of a tree as a comparison sees it.
@@ -32,7 +35,7 @@ type Entry struct {
 }
 
 func (e Entry) String() string {
-	s := fmt.Sprintf("%s %04o %d:%d", e.Type, uint32(e.Mode.Perm())|specialBits(e.Mode), e.UID, e.GID)
+	s := fmt.Sprintf("%s %s %d:%d", e.Type, plan.Octal(e.Mode), e.UID, e.GID)
 	if e.Type == "file" && e.Size >= 0 && !strings.HasPrefix(e.Digest, "(") {
 		s += fmt.Sprintf(" %dB", e.Size)
 	}
@@ -43,20 +46,6 @@ func (e Entry) String() string {
 		s += " -> " + e.Target
 	}
 	return s
-}
-
-func specialBits(m fs.FileMode) uint32 {
-	var b uint32
-	if m&fs.ModeSetuid != 0 {
-		b |= 0o4000
-	}
-	if m&fs.ModeSetgid != 0 {
-		b |= 0o2000
-	}
-	if m&fs.ModeSticky != 0 {
-		b |= 0o1000
-	}
-	return b
 }
 
 // Tree maps a slash-separated path relative to the snapshot's directory
@@ -176,7 +165,7 @@ func Unchanged(t testing.TB, before Tree, dir string) {
 // with mode 0755.
 func Write(t testing.TB, dir string, files map[string]string) {
 	t.Helper()
-	for _, rel := range sortedKeys(files) {
+	for _, rel := range slices.Sorted(maps.Keys(files)) {
 		full := filepath.Join(dir, filepath.FromSlash(rel))
 		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
 			t.Fatal(err)
@@ -197,25 +186,11 @@ func Write(t testing.TB, dir string, files map[string]string) {
 	}
 }
 
-func sortedKeys(m map[string]string) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
-
 // FileSHA256 returns the hex sha256 of a host file.
 func FileSHA256(p string) (string, error) {
-	f, err := os.Open(p)
+	data, err := os.ReadFile(p)
 	if err != nil {
 		return "", err
 	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	return fmt.Sprintf("%x", sha256.Sum256(data)), nil
 }
