@@ -1,12 +1,16 @@
 package fetch
 
 import (
-	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/vbauerster/mpb/v8"
+	"github.com/vbauerster/mpb/v8/decor"
 )
 
 // Progress receives download progress. Implementations must be safe for
@@ -27,13 +31,31 @@ type Tracker interface {
 	Done(err error)
 }
 
-// NewProgress returns a live bar per download (redrawn in place with ANSI
-// escapes) when isTerminal, and plain periodic lines otherwise (every 5s or
-// every 25%), suitable for cloud-init logs.
-func NewProgress(w io.Writer, isTerminal bool) Progress {
-	if isTerminal {
-		return &barProgress{w: w, now: time.Now, minRedraw: 100 * time.Millisecond}
+// Finisher is an optional interface of a Progress that draws from
+// goroutines of its own (the terminal bars). Wait draws the final state of
+// every download and stops drawing; call it when the downloads of a run
+// are over, before printing the run's last lines. Wait returns at once when
+// nothing was drawn, may be called more than once, and a download started
+// after it is drawn again.
+type Finisher interface {
+	Wait()
+}
+
+// NewBarProgress returns a live bar per download for a terminal that is
+// width columns wide (0: unknown, lines are barLineWidth wide), drawn with
+// github.com/vbauerster/mpb: name, bar, percentage, bytes, speed; a
+// finished or failed download leaves its final line. The result is a
+// Finisher.
+func NewBarProgress(w io.Writer, width int) Progress {
+	if width <= 0 {
+		width = barLineWidth
 	}
+	return &barProgress{w: w, width: width}
+}
+
+// NewLineProgress returns plain periodic lines per download (every 5s or
+// every 25%), suitable for logs (cloud-init's, the journal).
+func NewLineProgress(w io.Writer) Progress {
 	return &lineProgress{w: w, now: time.Now, interval: 5 * time.Second}
 }
 
@@ -133,118 +155,249 @@ func (t *lineTracker) Done(err error) {
 	t.p.printf("fetch %s: done, %s in %s (%s)", t.name, humanBytes(t.n), d.Round(time.Millisecond), rate(t.n, d))
 }
 
-// barProgress draws one line per active download and redraws the block in
-// place; finished downloads leave a final line above it.
+// Terminal mode: github.com/vbauerster/mpb draws the bars from its own
+// goroutines, redrawing the block of running downloads in place every
+// barRefresh; a finished (or failed) download's last line is popped above
+// the block and stays there.
+const (
+	barRefresh = 120 * time.Millisecond
+	// barWidth is the width of the [===>---] part of a line.
+	barWidth = 24
+	// barLineWidth is the width of a line when the terminal's size is not
+	// known; lines are as wide as the terminal (decorators are cut short
+	// rather than wrapped).
+	barLineWidth = 100
+	// barNameWidth caps the name column: longer names keep their end.
+	barNameWidth = 32
+)
+
+// errUnfinished is what a download's line says when the progress was
+// finished (Wait) before the download reported its end.
+var errUnfinished = errors.New("progress ended before the download did")
+
+// barProgress draws one bar per download attempt with mpb. The mpb
+// container is created when the first line is drawn, and finished (its
+// last frame flushed, its goroutines stopped) as soon as no download runs
+// any more: mpb moves the cursor back over its block at its next frame,
+// which would overdraw whatever the caller prints in between (the report
+// of the stage that downloaded). A later download starts a new container.
+// Nothing is printed until a download starts (or Waiting is called).
 type barProgress struct {
-	mu        sync.Mutex
-	w         io.Writer
-	now       func() time.Time
-	minRedraw time.Duration
-	active    []*bar
-	drawn     int // lines of the active block currently on screen
-	lastDraw  time.Time
+	w     io.Writer
+	width int // columns
+
+	mu     sync.Mutex // serialises container creation, bar creation and finish
+	c      *mpb.Progress
+	active map[*bar]struct{} // attempts of c that have not reported Done
 }
 
+// bar is one attempt's Tracker.
 type bar struct {
-	p        *barProgress
-	name     string
-	total, n int64
-	start    time.Time
+	p       *barProgress
+	c       *mpb.Progress
+	b       *mpb.Bar
+	start   time.Time
+	outcome atomic.Pointer[barOutcome] // set once, by Done or by finish
+}
+
+type barOutcome struct {
+	err     error
+	elapsed time.Duration
 }
 
 // Start implements Progress.
 func (p *barProgress) Start(name string, total int64) Tracker {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	b := &bar{p: p, name: name, total: total, start: p.now()}
-	p.active = append(p.active, b)
-	p.redraw(nil)
-	return b
+	t := &bar{p: p, start: time.Now()}
+	filler := mpb.BarStyle().Build()
+	if total < 0 {
+		filler = unknownSizeFiller()
+	}
+	c := p.containerLocked()
+	// Created with no total, so that the bar completes only when Done
+	// says so (a failure after the last byte must still show as one);
+	// SetTotal(total, false) shows the expected size without arming
+	// completion.
+	b, err := c.Add(0, filler, mpb.BarWidth(barWidth),
+		mpb.PrependDecorators(decor.Name(shortName(name), decor.WCSyncWidthR)),
+		mpb.AppendDecorators(percentDecorator(), countersDecorator(), t.tailDecorator()))
+	if err != nil {
+		// The container stopped on its own: writing to the output failed.
+		p.finishLocked()
+		return silentTracker{}
+	}
+	if total >= 0 {
+		b.SetTotal(total, false)
+	}
+	t.c, t.b = c, b
+	p.active[t] = struct{}{}
+	return t
 }
 
-// Waiting implements Waiter: a line above the active block.
+// Waiting implements Waiter: a line of its own, above the running bars.
 func (p *barProgress) Waiting(name string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.redraw([]string{name + " " + waitingText})
-}
-
-// Advance implements Tracker.
-func (b *bar) Advance(n int64) {
-	p := b.p
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	b.n += n
-	if p.now().Sub(p.lastDraw) >= p.minRedraw {
-		p.redraw(nil)
+	c := p.containerLocked()
+	b, err := c.Add(0, mpb.NopStyle().Build(), mpb.BarFillerTrim(),
+		mpb.PrependDecorators(decor.Name(name+" "+waitingText)))
+	if err != nil {
+		p.finishLocked()
+		return
+	}
+	// Completing the bar at once pops its line above the block for good.
+	b.SetTotal(-1, true)
+	if len(p.active) == 0 {
+		p.finishLocked()
 	}
 }
 
-// Done implements Tracker.
-func (b *bar) Done(err error) {
-	p := b.p
+// Wait implements Finisher: it ends any attempt that has not reported Done
+// (its line says so), draws the final frame and stops mpb's goroutines.
+func (p *barProgress) Wait() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for i, a := range p.active {
-		if a == b {
-			p.active = append(p.active[:i], p.active[i+1:]...)
-			break
+	p.finishLocked()
+}
+
+// containerLocked returns the current mpb container, creating it when
+// needed. Callers hold p.mu.
+func (p *barProgress) containerLocked() *mpb.Progress {
+	if p.c == nil {
+		p.c = mpb.New(
+			// mpb asks an *os.File for its size itself, and draws nothing
+			// on a terminal that reports none (a pty of script(1), some
+			// consoles): the width comes from NewBarProgress's caller, and
+			// mpb sees a plain writer that it is told is a terminal.
+			mpb.WithOutput(struct{ io.Writer }{p.w}),
+			mpb.ForceTTY(),
+			mpb.WithAutoRefresh(),
+			mpb.WithWidth(p.width),
+			mpb.WithRefreshRate(barRefresh),
+			mpb.PopCompletedMode(),
+		)
+		p.active = make(map[*bar]struct{})
+	}
+	return p.c
+}
+
+// finishLocked aborts the attempts still running, waits for the
+// container's final frame and drops the container. Callers hold p.mu; no
+// bar can be added meanwhile, so the container is never used after its
+// Wait.
+func (p *barProgress) finishLocked() {
+	if p.c == nil {
+		return
+	}
+	for t := range p.active {
+		if t.outcome.CompareAndSwap(nil, &barOutcome{err: errUnfinished, elapsed: time.Since(t.start)}) {
+			t.b.Abort(false)
 		}
 	}
-	d := p.now().Sub(b.start)
-	var final string
+	p.c.Wait()
+	p.c, p.active = nil, nil
+}
+
+// Advance implements Tracker. mpb's bars are safe for concurrent use.
+func (t *bar) Advance(n int64) { t.b.IncrInt64(n) }
+
+// Done implements Tracker: a success completes the bar at the bytes
+// received, a failure aborts it; either way its line stays. The last
+// running attempt's Done returns once that line is on the output.
+func (t *bar) Done(err error) {
+	if !t.outcome.CompareAndSwap(nil, &barOutcome{err: err, elapsed: time.Since(t.start)}) {
+		return // already ended by Wait
+	}
 	if err != nil {
-		final = fmt.Sprintf("%s failed after %s: %v", b.name, humanBytes(b.n), err)
+		t.b.Abort(false)
 	} else {
-		final = fmt.Sprintf("%s %s in %s (%s)", b.name, humanBytes(b.n), d.Round(time.Millisecond), rate(b.n, d))
+		t.b.SetTotal(-1, true)
 	}
-	p.redraw([]string{final})
+	p := t.p
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.c != t.c {
+		return
+	}
+	delete(p.active, t)
+	if len(p.active) == 0 {
+		p.finishLocked()
+	}
 }
 
-// redraw rewrites the active block, printing final lines above it. Callers
-// hold p.mu.
-func (p *barProgress) redraw(final []string) {
-	var buf bytes.Buffer
-	if p.drawn > 0 {
-		// Back to the first line of the block, clear to end of screen.
-		fmt.Fprintf(&buf, "\x1b[%dF\x1b[J", p.drawn)
-	} else {
-		buf.WriteString("\r\x1b[J")
+// silentTracker follows an attempt that cannot be drawn.
+type silentTracker struct{}
+
+func (silentTracker) Advance(int64) {}
+func (silentTracker) Done(error)    {}
+
+// shortName keeps the end of a long name, where file names differ.
+func shortName(name string) string {
+	r := []rune(name)
+	if len(r) <= barNameWidth {
+		return name
 	}
-	for _, l := range final {
-		buf.WriteString(l)
-		buf.WriteByte('\n')
-	}
-	now := p.now()
-	for _, b := range p.active {
-		buf.WriteString(b.line(now))
-		buf.WriteByte('\n')
-	}
-	p.drawn = len(p.active)
-	p.lastDraw = now
-	p.w.Write(buf.Bytes())
+	return "…" + string(r[len(r)-barNameWidth+1:])
 }
 
-// line renders one bar: name, bar, percent, bytes, rate.
-func (b *bar) line(now time.Time) string {
-	const width = 24
-	name := b.name
-	if len(name) > 32 {
-		name = "…" + name[len(name)-31:]
-	}
-	elapsed := now.Sub(b.start)
-	if b.total <= 0 {
-		return fmt.Sprintf("%-32s %s %s", name, humanBytes(b.n), rate(b.n, elapsed))
-	}
-	frac := float64(b.n) / float64(b.total)
-	if frac > 1 {
-		frac = 1
-	}
-	fill := int(frac * width)
-	bar := strings.Repeat("=", fill)
-	if fill < width {
-		bar += ">" + strings.Repeat(" ", width-fill-1)
-	}
-	return fmt.Sprintf("%-32s [%s] %3d%% %s/%s %s", name, bar, int(frac*100),
-		humanBytes(b.n), humanBytes(b.total), rate(b.n, elapsed))
+// unknownSizeFiller spins while a download of unknown size runs and shows
+// a plain bar once it has ended.
+func unknownSizeFiller() mpb.BarFiller {
+	spin, plain := mpb.SpinnerStyle().Build(), mpb.BarStyle().Build()
+	return mpb.BarFillerFunc(func(w io.Writer, s decor.Statistics) error {
+		if s.Completed || s.Aborted {
+			return plain.Fill(w, s)
+		}
+		return spin.Fill(w, s)
+	})
+}
+
+// percentDecorator shows mpb's percentage when the size is known.
+func percentDecorator() decor.Decorator {
+	pct := decor.Percentage()
+	return decor.Any(func(s decor.Statistics) string {
+		if s.Total <= 0 {
+			return ""
+		}
+		str, _ := pct.Decor(s)
+		return str
+	}, decor.WCSyncWidth)
+}
+
+// countersDecorator shows bytes received of the total, in binary units,
+// or only the bytes received when the size is unknown.
+func countersDecorator() decor.Decorator {
+	pair := decor.CountersKibiByte("% .1f / % .1f")
+	return decor.Any(func(s decor.Statistics) string {
+		if s.Total <= 0 {
+			return fmt.Sprintf("% .1f", decor.SizeB1024(s.Current))
+		}
+		str, _ := pair.Decor(s)
+		return str
+	}, decor.WCSyncSpace)
+}
+
+// tailDecorator shows the average speed while the download runs, then the
+// outcome: the speed and duration of a success, or the error.
+func (t *bar) tailDecorator() decor.Decorator {
+	speed := decor.AverageSpeed(decor.SizeB1024(0), "% .1f")
+	return decor.Any(func(s decor.Statistics) string {
+		o := t.outcome.Load()
+		if o == nil || !(s.Completed || s.Aborted) {
+			str, _ := speed.Decor(s)
+			return str
+		}
+		d := o.elapsed.Round(time.Millisecond)
+		if o.err != nil {
+			// A line break would break mpb's line accounting.
+			msg := strings.NewReplacer("\n", " ", "\r", " ").Replace(o.err.Error())
+			return fmt.Sprintf("failed after %s: %s", d, msg)
+		}
+		var bps float64
+		if o.elapsed > 0 {
+			bps = float64(s.Current) / o.elapsed.Seconds()
+		}
+		return fmt.Sprintf("% .1f in %s", decor.FmtAsSpeed(decor.SizeB1024(int64(bps))), d)
+	}, decor.WC{C: decor.DextraSpace})
 }

@@ -23,8 +23,23 @@ import (
 type Progress = fetch.Progress
 
 // NewProgress shows progress on w: a bar per download when w is a
-// terminal, periodic plain lines otherwise (cloud-init logs).
-func NewProgress(w io.Writer) Progress { return fetch.NewProgress(w, host.IsTerminal(w)) }
+// terminal, periodic plain lines otherwise (cloud-init logs). Call
+// FinishProgress when the command's downloads are over.
+func NewProgress(w io.Writer) Progress {
+	if cols, ok := host.TerminalWidth(w); ok {
+		return fetch.NewBarProgress(w, cols)
+	}
+	return fetch.NewLineProgress(w)
+}
+
+// FinishProgress flushes a Progress that draws on its own (the terminal
+// bars, a fetch.Finisher) and stops its drawing; it does nothing for other
+// Progress values, nil included, and may be called more than once.
+func FinishProgress(p Progress) {
+	if f, ok := p.(fetch.Finisher); ok {
+		f.Wait()
+	}
+}
 
 // FetchResult is one artifact `nodeprov fetch --to` verified.
 type FetchResult = fetch.Result

@@ -218,6 +218,7 @@ func runMode(mode string) func(context.Context, []string, ioSet) int {
 			opts.Progress = progressFor(s.err)
 		}
 		rep := stages.Execute(ctx, opts)
+		stages.FinishProgress(opts.Progress)
 		if out.v == "json" {
 			writeJSON(s.out, rep)
 			if rep.Error != nil {

@@ -125,6 +125,7 @@ func runFetch(ctx context.Context, args []string, s ioSet) int {
 		o.Progress = progressFor(s.err)
 	}
 	_, results, err := stages.FillCache(ctx, o)
+	stages.FinishProgress(o.Progress)
 	if err != nil {
 		fmt.Fprintf(s.err, "fetch: %v\n", err)
 		return exitFailure

@@ -26,6 +26,19 @@ func BootID() string {
 	return strings.TrimSpace(string(b))
 }
 
+// TerminalWidth reports whether w is a terminal and, if it reports one,
+// its width in columns (0 when it does not: a pty without a size).
+func TerminalWidth(w io.Writer) (cols int, terminal bool) {
+	if !IsTerminal(w) {
+		return 0, false
+	}
+	ws, err := unix.IoctlGetWinsize(int(w.(*os.File).Fd()), unix.TIOCGWINSZ)
+	if err != nil {
+		return 0, true
+	}
+	return int(ws.Col), true
+}
+
 // IsTerminal reports whether w is a terminal.
 func IsTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
