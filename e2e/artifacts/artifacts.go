@@ -33,9 +33,11 @@ import (
 	"crypto/sha512"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -376,9 +378,9 @@ func Build(dir string, o Options) (*Tree, error) {
 	}
 
 	t.Artifacts = []Artifact{
-		{Name: Containerd, Path: ContainerdPath, Sidecars: []string{ContainerdPath + ".sha256sum"}, Members: sortedKeys(src.ContainerdMembers)},
+		{Name: Containerd, Path: ContainerdPath, Sidecars: []string{ContainerdPath + ".sha256sum"}, Members: slices.Sorted(maps.Keys(src.ContainerdMembers))},
 		{Name: Runc, Path: RuncPath, Sidecars: []string{RuncDir + "/runc.sha256sum", RuncPath + ".asc"}},
-		{Name: CNI, Path: CNIPath, Sidecars: []string{CNIPath + ".sha256"}, Members: sortedKeys(src.CNIMembers)},
+		{Name: CNI, Path: CNIPath, Sidecars: []string{CNIPath + ".sha256"}, Members: slices.Sorted(maps.Keys(src.CNIMembers))},
 		{Name: Runsc, Path: RunscPath, Sidecars: []string{RunscPath + ".sha512"}},
 	}
 	for i := range t.Artifacts {
@@ -471,13 +473,4 @@ func armoredPublicKey(e *openpgp.Entity) (string, error) {
 	}
 	b.WriteByte('\n')
 	return b.String(), nil
-}
-
-func sortedKeys(m map[string]string) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }

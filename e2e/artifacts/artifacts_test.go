@@ -12,11 +12,13 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -176,8 +178,8 @@ func TestLayout(t *testing.T) {
 		if fmt.Sprint(dirs) != fmt.Sprint(c.dirs) {
 			t.Errorf("%s: directory entries %q, want %q", c.name, dirs, c.dirs)
 		}
-		if len(members) != len(c.sources) || fmt.Sprint(a.Members) != fmt.Sprint(sortedKeys(c.sources)) {
-			t.Errorf("%s: members %v (listed %v), want %v", c.name, members, a.Members, sortedKeys(c.sources))
+		if len(members) != len(c.sources) || fmt.Sprint(a.Members) != fmt.Sprint(slices.Sorted(maps.Keys(c.sources))) {
+			t.Errorf("%s: members %v (listed %v), want %v", c.name, members, a.Members, slices.Sorted(maps.Keys(c.sources)))
 		}
 		for m, srcFile := range c.sources {
 			if members[m] != hashOf(t, srcFile, sha256.New) {

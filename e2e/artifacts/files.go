@@ -6,9 +6,11 @@ import (
 	"encoding/hex"
 	"hash"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -31,7 +33,7 @@ func writeTarGz(dst string, members map[string]string, level int) error {
 	}
 	tw := tar.NewWriter(zw)
 	dirs := map[string]bool{}
-	for _, name := range sortedKeys(members) {
+	for _, name := range slices.Sorted(maps.Keys(members)) {
 		if d := filepath.Dir(strings.TrimPrefix(name, "./")); d != "." && !dirs[d] {
 			dirs[d] = true
 			if err := tw.WriteHeader(&tar.Header{Name: d + "/", Typeflag: tar.TypeDir, Mode: 0o755}); err != nil {

@@ -3,8 +3,10 @@ package main
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -49,7 +51,7 @@ func renderSpec(tmpl []byte, serverURL, armoredKey string) ([]byte, error) {
 			}
 			url, ok := served[prefix.Value]
 			if !ok {
-				return nil, fmt.Errorf("line %d: mirrors[%d]: the mirror does not serve %s (it serves %s)", prefix.Line, i, prefix.Value, strings.Join(sortedKeys(served), ", "))
+				return nil, fmt.Errorf("line %d: mirrors[%d]: the mirror does not serve %s (it serves %s)", prefix.Line, i, prefix.Value, strings.Join(slices.Sorted(maps.Keys(served)), ", "))
 			}
 			if err := t.replaceScalar(to, url); err != nil {
 				return nil, fmt.Errorf("mirrors[%d].to: %w", i, err)
@@ -196,15 +198,6 @@ func lookup(n *yaml.Node, key string) (*yaml.Node, *yaml.Node) {
 		}
 	}
 	return nil, nil
-}
-
-func sortedKeys(m map[string]string) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // checkServed loads a rendered spec and checks that every URL it expands
