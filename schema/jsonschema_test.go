@@ -66,7 +66,10 @@ kind: Node
 metadata: {name: Bad_Name}
 kernel:
   sysctl: {Net.ipv4.ip_forward: "1"}
-containerd: {sandboxImage: "not a valid ref!!"}
+containerd:
+  sandboxImage: "not a valid ref!!"
+  runtimes:
+    kata: {type: io.containerd.kata.v2, overhead: {cpu: 1.5GB, memory: -1}, nodeSelector: {"Example.com/zone": "-a"}}
 units:
   - {name: containerd}
 machineID: {forbidden: [not-hex]}
@@ -87,6 +90,8 @@ components:
 	for file, want := range map[string][]string{
 		broken: {"downloads.0.sha256: ", "files.0.mode: ", "files.0: Additional properties are not allowed ('contnets'", "kernel.modules.1: "},
 		mistakes: {"components.runc.sha256.amd64: ", "containerd.sandboxImage: ", "downloads.0.sha512: ", "downloads.0.url: ",
+			"containerd.runtimes.kata.overhead.cpu: ", "containerd.runtimes.kata.overhead.memory: ",
+			"containerd.runtimes.kata.nodeSelector: 'Example.com/zone' does not match", "containerd.runtimes.kata.nodeSelector.Example.com/zone: ",
 			"kernel.sysctl: 'Net.ipv4.ip_forward' does not match", "machineID.forbidden.0: ", "metadata.name: ", "units.0.name: "},
 	} {
 		errs := got[file]

@@ -16,6 +16,8 @@
 //   - lock.go: nodeprov.lock, the pinned digests and how each was trusted.
 //   - redact.go: the one redaction every output goes through.
 //   - userdata/: cloud-init user data for first boot.
+//   - runtimeclass.go: a Kubernetes RuntimeClass for every containerd
+//     runtime handler (nodeprov runtimeclasses).
 //
 // spec imports none of nodeprov's other packages; the stages (package
 // stages) plan and apply what it describes.

@@ -30,6 +30,19 @@ func Pattern(name string) (string, bool) {
 	case "image":
 		// The distribution reference grammar containerd parses images with.
 		return "^" + reference.ReferenceRegexp.String() + "$", true
+	case "quantity":
+		// A Kubernetes resource quantity that is not negative: a decimal
+		// number with an SI suffix (n, u, m, k, M, G, T, P, E), a binary
+		// one (Ki … Ei) or a decimal exponent (e3, E-2).
+		return `^\+?([0-9]+(\.[0-9]*)?|\.[0-9]+)([KMGTPE]i|[numkMGTPE]|[eE][+-]?[0-9]+)?$`, true
+	case "label-key":
+		// A Kubernetes label key: [prefix/]name, the prefix a DNS
+		// subdomain (at most 253 characters, which validate checks; the
+		// schema cannot), the name at most 63 characters.
+		return `^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$`, true
+	case "label-value":
+		// A Kubernetes label value: empty, or at most 63 characters.
+		return `^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$`, true
 	}
 	return "", false
 }

@@ -134,6 +134,26 @@ func (Size) JSONSchema() map[string]any {
 	return map[string]any{"type": []string{"string", "integer"}, "pattern": sizePattern.String()}
 }
 
+// Quantity is a Kubernetes resource quantity (250m, 0.5, 160Mi), written
+// as a string or, as in Kubernetes manifests, a plain YAML number. It is
+// kept as written; validate checks its syntax.
+type Quantity string
+
+func (q *Quantity) decodeScalar(n *yaml.Node) string {
+	switch n.Tag {
+	case "!!str", "!!int", "!!float":
+		*q = Quantity(n.Value)
+		return ""
+	}
+	return fmt.Sprintf("expected a quantity such as 250m or 160Mi, got %s", tagName(n.Tag))
+}
+
+// JSONSchema describes Quantity in the JSON Schema (its pattern comes from
+// the field's pattern tag; for numbers, the minimum stands in for it).
+func (Quantity) JSONSchema() map[string]any {
+	return map[string]any{"type": []string{"string", "number"}, "minimum": 0}
+}
+
 func tagName(tag string) string {
 	switch tag {
 	case "!!str":

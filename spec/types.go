@@ -180,6 +180,15 @@ type Runtime struct {
 	PrivilegedWithoutHostDevices bool              `yaml:"privilegedWithoutHostDevices" desc:"Do not expose host devices to privileged containers."`
 	Options                      map[string]any    `yaml:"options" desc:"Free-form runtime options."`
 	RunscConfig                  map[string]string `yaml:"runscConfig" desc:"gVisor only: runsc flags (without leading dashes) rendered into runsc.toml, e.g. network: none."`
+	Overhead                     *RuntimeOverhead  `yaml:"overhead" desc:"Resources a pod's sandbox on this handler uses beyond its containers' requests: the overhead.podFixed of the handler's Kubernetes RuntimeClass (nodeprov runtimeclasses); containerd does not read it."`
+	NodeSelector                 map[string]string `yaml:"nodeSelector" keyPattern:"label-key" pattern:"label-value" desc:"Node labels for the scheduling.nodeSelector of the handler's Kubernetes RuntimeClass (nodeprov runtimeclasses): pods of the class are scheduled only to nodes with these labels; containerd does not read it."`
+}
+
+// RuntimeOverhead is the fixed per-pod overhead of a runtime handler, in
+// Kubernetes resource quantities (a Kata VM's memory, a gVisor Sentry's).
+type RuntimeOverhead struct {
+	CPU    Quantity `yaml:"cpu" pattern:"quantity" desc:"CPU, e.g. 250m (a quarter of a core) or 1."`
+	Memory Quantity `yaml:"memory" pattern:"quantity" desc:"Memory, e.g. 160Mi or 1Gi."`
 }
 
 // Registry is the hosts.toml of one registry host.

@@ -705,6 +705,7 @@ func (v *validator) containerd(c *Containerd) {
 		}
 		v.absPath(rp+".path", rt.Path)
 		v.absPath(rp+".configPath", rt.ConfigPath)
+		v.runtimeClass(rp, name, rt)
 	}
 	for host, reg := range c.Registries {
 		rp := keyPath(p+".registries", host)
@@ -759,6 +760,57 @@ func (v *validator) containerd(c *Containerd) {
 	v.targetPath(p+".cni.binDir", c.CNI.BinDir)
 	v.targetPath(p+".cni.confDir", c.CNI.ConfDir)
 }
+
+// runtimeClass checks what a runtime handler gives its Kubernetes
+// RuntimeClass (spec/runtimeclass.go) the way the API server would: the
+// overhead's quantities, the node selector's label keys and values, and a
+// handler name a RuntimeClass can carry.
+func (v *validator) runtimeClass(p, name string, rt Runtime) {
+	if rt.Overhead == nil && len(rt.NodeSelector) == 0 {
+		return
+	}
+	if runtimeName.MatchString(name) && !dnsLabel.MatchString(name) {
+		v.keyErrf(p, "runtime handler %q has overhead or nodeSelector, which go into a Kubernetes RuntimeClass, and a RuntimeClass handler must be a DNS label: lower-case letters, digits and '-', starting and ending with a letter or digit", name)
+	}
+	if o := rt.Overhead; o != nil {
+		if o.CPU == "" && o.Memory == "" && !v.sink.failed[p+".overhead.cpu"] && !v.sink.failed[p+".overhead.memory"] {
+			v.errf(p+".overhead", "overhead needs cpu, memory or both")
+		}
+		v.quantity(p+".overhead.cpu", o.CPU, "250m, 0.5 or 1")
+		v.quantity(p+".overhead.memory", o.Memory, "160Mi or 1Gi")
+	}
+	for _, key := range slices.Sorted(maps.Keys(rt.NodeSelector)) {
+		kp := keyPath(p+".nodeSelector", key)
+		prefix, _, hasPrefix := strings.Cut(key, "/")
+		switch {
+		case !labelKey.MatchString(key):
+			v.keyErrf(kp, "invalid label key %q: expected [prefix/]name, the name at most 63 letters, digits, '-', '_' and '.' starting and ending with a letter or digit, the prefix a DNS subdomain such as example.com", key)
+		case hasPrefix && len(prefix) > 253:
+			v.keyErrf(kp, "invalid label key: its prefix is %d characters; a DNS subdomain has at most 253", len(prefix))
+		}
+		if val := rt.NodeSelector[key]; !labelValue.MatchString(val) {
+			v.errf(kp, "invalid label value %q: expected at most 63 letters, digits, '-', '_' and '.' starting and ending with a letter or digit, or an empty value", val)
+		}
+	}
+}
+
+// quantity checks a Kubernetes resource quantity that must not be
+// negative.
+func (v *validator) quantity(p string, q Quantity, examples string) {
+	switch {
+	case q == "":
+	case strings.HasPrefix(string(q), "-") && resourceQuantity.MatchString(string(q[1:])):
+		v.errf(p, "quantity %q is negative", q)
+	case !resourceQuantity.MatchString(string(q)):
+		v.errf(p, "invalid quantity %q: expected a Kubernetes quantity such as %s (a number, optionally with a suffix n, u, m, k, M, G, T, P, E, Ki, Mi, Gi, Ti, Pi, Ei or an exponent e3)", q, examples)
+	}
+}
+
+var (
+	resourceQuantity = regexp.MustCompile(mustPattern("quantity"))
+	labelKey         = regexp.MustCompile(mustPattern("label-key"))
+	labelValue       = regexp.MustCompile(mustPattern("label-value"))
+)
 
 var (
 	runtimeName  = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)

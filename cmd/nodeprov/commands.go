@@ -110,10 +110,7 @@ func loadSpec(name string, s ioSet, out string, command string) (*spec.Document,
 	var ds *spec.Diagnostics
 	if errors.As(err, &ds) {
 		rep.Diagnostics = ds.Items
-		rep.Error = &stages.ErrorReport{Message: fmt.Sprintf("%d problems in %s", len(ds.Items), name), Class: "invalid-spec"}
-		if len(ds.Items) == 1 {
-			rep.Error.Message = "1 problem in " + name
-		}
+		rep.Error = &stages.ErrorReport{Message: problems(len(ds.Items), name), Class: "invalid-spec"}
 	} else {
 		rep.Error = &stages.ErrorReport{Message: err.Error(), Class: "invalid-spec"}
 	}
@@ -129,6 +126,14 @@ func loadSpec(name string, s ioSet, out string, command string) (*spec.Document,
 		fmt.Fprintf(s.err, "%s: %v\n", command, err)
 	}
 	return nil, false
+}
+
+// problems says how many problems a spec has.
+func problems(n int, name string) string {
+	if n == 1 {
+		return "1 problem in " + name
+	}
+	return fmt.Sprintf("%d problems in %s", n, name)
 }
 
 func runValidate(ctx context.Context, args []string, s ioSet) int {

@@ -84,6 +84,7 @@ func TestCompletionSpecsFromFlagSets(t *testing.T) {
 		{"sysinfo", "--live", true, "auto yes no"},
 		{"cloud-init", "--format", true, "cloud-config mime"},
 		{"cloud-init", "--gzip", true, "auto always never"},
+		{"runtimeclasses", "-o", true, "yaml json"},
 		{"lock", "--arch", true, "amd64 arm64"},
 		{"seal", "--empty", false, ""},
 		{"fetch", "--to", true, ""},

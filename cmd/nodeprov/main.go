@@ -56,6 +56,7 @@ func commands() []command {
 		{"seal", "prepare an image root for cloning: machine-id to first-boot state, run state cleared", runSeal},
 		{"sysinfo", "probe the host: kernel, cgroups, kernel config, binaries, disk", runSysinfo},
 		{"cloud-init", "print cloud-init user data that installs nodeprov and applies the spec on first boot", runCloudInit},
+		{"runtimeclasses", "print a Kubernetes RuntimeClass for every containerd runtime handler", runRuntimeClasses},
 		{"schema", "print the JSON Schema of the spec", runSchema},
 		{"completion", "print a bash or zsh completion script", runCompletion},
 		{"version", "print version and build information", runVersion},
@@ -98,7 +99,7 @@ Usage:
 Commands:
 `)
 	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-14s %s\n", c.name, c.summary)
 	}
 	fmt.Fprint(w, `
 Exit codes: 0 ok, 1 failure, 2 invalid spec or usage, 3 drift (check).
