@@ -14,8 +14,10 @@ DEMO_ROOT ?= $(DEMO_DIR)/root
 # cloud-init validates generated user data (`cloud-init schema`; its
 # packages start nothing on a host without systemd) and zsh runs the
 # completion tests. python3-jsonschema (with python3-yaml) checks specs
-# against the JSON Schema independently of nodeprov.
-TEST_DEBS := util-linux iproute2 kmod procps containerd runc runsc containernetworking-plugins busybox-static systemd systemd-container debootstrap cloud-init zsh python3-yaml python3-jsonschema
+# against the JSON Schema independently of nodeprov. docker-registry (the
+# CNCF distribution registry), skopeo and curl serve, push and probe the
+# images the CRI tests pull through containerd's mirror configuration.
+TEST_DEBS := util-linux iproute2 kmod procps containerd runc runsc containernetworking-plugins busybox-static systemd systemd-container debootstrap cloud-init zsh python3-yaml python3-jsonschema docker-registry skopeo curl
 GO_DIRS   := $(wildcard cmd spec stages fetch schema e2e)
 
 .PHONY: all build test unit e2e bench demo lint fuzz generate deps clean

@@ -72,11 +72,11 @@ func packerUsable(dir string) error {
 // both have one), applying the replace directives of the module's own
 // go.mod, then installs the plugin the way `packer init` would.
 func buildPacker(ctx context.Context, out string, log io.Writer) error {
-	if err := buildModuleMain(ctx, filepath.Join(out, "src-packer"), packerModule, packerVersion, filepath.Join(out, "packer"), log); err != nil {
+	if err := buildModuleMain(ctx, filepath.Join(out, "src-packer"), packerModule, packerVersion, "", filepath.Join(out, "packer"), log); err != nil {
 		return err
 	}
 	plugin := filepath.Join(out, "src-plugin", "packer-plugin-amazon")
-	if err := buildModuleMain(ctx, filepath.Join(out, "src-plugin"), amazonPluginModule, amazonPluginVersion, plugin, log); err != nil {
+	if err := buildModuleMain(ctx, filepath.Join(out, "src-plugin"), amazonPluginModule, amazonPluginVersion, "", plugin, log); err != nil {
 		return err
 	}
 	cmd := exec.CommandContext(ctx, filepath.Join(out, "packer"), "plugins", "install", "--path", plugin, amazonPluginSource)
@@ -92,9 +92,11 @@ func buildPacker(ctx context.Context, out string, log io.Writer) error {
 	return nil
 }
 
-// buildModuleMain builds the main package at the root of module@version
-// into bin.
-func buildModuleMain(ctx context.Context, src, module, version, bin string, log io.Writer) error {
+// buildModuleMain builds the main package pkg of module@version (the
+// module's root when pkg is empty) into bin, in a scratch module in src
+// that applies the module's own replace directives; xflags are extra
+// -X name=value link flags (upstream's version stamps).
+func buildModuleMain(ctx context.Context, src, module, version, pkg, bin string, log io.Writer, xflags ...string) error {
 	if err := os.MkdirAll(src, 0o755); err != nil {
 		return err
 	}
@@ -143,10 +145,17 @@ func buildModuleMain(ctx context.Context, src, module, version, bin string, log 
 			return err
 		}
 	}
-	if _, err := run("go", "get", module+"@"+version); err != nil {
+	if pkg == "" {
+		pkg = module
+	}
+	if _, err := run("go", "get", pkg+"@"+version); err != nil {
 		return err
 	}
-	_, err = run("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, module)
+	ldflags := "-s -w"
+	for _, x := range xflags {
+		ldflags += " -X " + x
+	}
+	_, err = run("go", "build", "-trimpath", "-ldflags", ldflags, "-o", bin, pkg)
 	return err
 }
 
