@@ -29,9 +29,11 @@ type containerd2Release struct {
 var containerd2Releases = []containerd2Release{{"v2.1.4", 3}, {"v2.4.2", 4}}
 
 // containerd2Binaries returns containerd and ctr built from the containerd
-// Go module at version, built once into the e2e cache (see cachedBuild). A
-// failed build fails the test: a render check that silently skips proves
-// nothing.
+// Go module at version, built once into the e2e cache (see cachedBuild),
+// next to the release's containerd-shim-runc-v2 (the pods of the CRI
+// tests need the shim of the daemon's release: 2.4 starts shims in a way
+// 1.6's does not understand). A failed build fails the test: a render
+// check that silently skips proves nothing.
 func containerd2Binaries(t *testing.T, version string) (containerd, ctr string) {
 	t.Helper()
 	dir := cachedBuild(t, "containerd-"+strings.TrimPrefix(version, "v"),
@@ -46,8 +48,12 @@ func containerd2Binaries(t *testing.T, version string) (containerd, ctr string) 
 // release.
 func containerd2Usable(dir, version string) error {
 	want := strings.TrimPrefix(version, "v")
-	for _, bin := range []string{"containerd", "ctr"} {
-		out, err := exec.Command(filepath.Join(dir, bin), "--version").Output()
+	for _, bin := range []string{"containerd", "ctr", "containerd-shim-runc-v2"} {
+		flag := "--version"
+		if bin == "containerd-shim-runc-v2" {
+			flag = "-v"
+		}
+		out, err := exec.Command(filepath.Join(dir, bin), flag).Output()
 		if err != nil {
 			return fmt.Errorf("%s --version: %v", bin, err)
 		}
@@ -78,10 +84,12 @@ import (
 	_ %[1]q
 	_ %[2]q
 	_ %[3]q
+	_ %[4]q
+	_ %[5]q
 )
 
 func main() {}
-`, mod+"/cmd/containerd/builtins", mod+"/cmd/containerd/command", mod+"/cmd/ctr/app")
+`, mod+"/cmd/containerd/builtins", mod+"/cmd/containerd/command", mod+"/cmd/ctr/app", mod+"/cmd/containerd-shim-runc-v2/manager", mod+"/cmd/containerd-shim-runc-v2/task/plugin")
 	if err := os.WriteFile(filepath.Join(src, "main.go"), []byte(main), 0o644); err != nil {
 		return err
 	}
@@ -92,6 +100,7 @@ func main() {}
 		{"go", "mod", "tidy"},
 		{"go", "build", "-trimpath", "-tags", tags, "-ldflags", "-s -w", "-o", filepath.Join(out, "containerd"), mod + "/cmd/containerd"},
 		{"go", "build", "-trimpath", "-tags", tags, "-ldflags", "-s -w", "-o", filepath.Join(out, "ctr"), mod + "/cmd/ctr"},
+		{"go", "build", "-trimpath", "-tags", tags, "-ldflags", "-s -w", "-o", filepath.Join(out, "containerd-shim-runc-v2"), mod + "/cmd/containerd-shim-runc-v2"},
 	}
 	for _, step := range steps {
 		fmt.Fprintf(log, "$ %s\n", strings.Join(step, " "))

@@ -36,6 +36,21 @@ func TestPodsThroughCRI(t *testing.T) {
 	a := releaseArtifacts(t)
 	srv := a.serve(t, nil)
 	crictlURL, crictlSHA := crictlRelease(t)
+	t.Run("containerd-1.6", func(t *testing.T) {
+		podsThroughCRI(t, a, srv.URL, crictlURL, crictlSHA, "", 2)
+	})
+	for _, rel := range containerd2Releases {
+		t.Run("containerd-"+strings.TrimPrefix(rel.version, "v"), func(t *testing.T) {
+			containerd, _ := containerd2Binaries(t, rel.version)
+			podsThroughCRI(t, a, srv.URL, crictlURL, crictlSHA, containerd, rel.configVersion)
+		})
+	}
+}
+
+// podsThroughCRI runs the pods of TestPodsThroughCRI with the containerd
+// binary given (the one nodeprov installed when empty) and the shims next
+// to it, with nodeprov's config of that version.
+func podsThroughCRI(t *testing.T, a *artifacts, serverURL, crictlURL, crictlSHA, containerd string, configVersion int) {
 	root := sandbox(t)
 	dir, err := os.MkdirTemp("/tmp", "npcri")
 	if err != nil {
@@ -55,11 +70,18 @@ func TestPodsThroughCRI(t *testing.T) {
 		subnet   = "10.123.46.0/24"
 		registry = "127.0.0.1:5000"
 	)
-	spec := writeSpec(t, componentsSpec(a, srv.URL, fmt.Sprintf(`  crictl:
+	// The CRI plugin that holds restrict_oom_score_adj: the one plugin
+	// of version 2, the runtime plugin of 3 and 4.
+	criPlugin := "io.containerd.grpc.v1.cri"
+	if configVersion >= 3 {
+		criPlugin = "io.containerd.cri.v1.runtime"
+	}
+	spec := writeSpec(t, componentsSpec(a, serverURL, fmt.Sprintf(`  crictl:
     version: %[5]s
     baseURL: %[6]s
     sha256: {amd64: %[7]s}
 containerd:
+  configVersion: %[8]d
   cgroupDriver: cgroupfs
   root: %[1]s/containerd
   runtimes:
@@ -74,8 +96,8 @@ containerd:
   # containerd's own, as for containerd in a user namespace.
   patch:
     plugins:
-      io.containerd.grpc.v1.cri: {restrict_oom_score_adj: true}
-`, dir, root, subnet, registry, crictlVersion, crictlURL, crictlSHA)))
+      %[9]s: {restrict_oom_score_adj: true}
+`, dir, root, subnet, registry, crictlVersion, crictlURL, crictlSHA, configVersion, criPlugin)))
 	if r := runNodeprov(t, "", "apply", "--root", root, spec); r.code != 0 {
 		t.Fatalf("apply:\n%s", r)
 	}
@@ -120,6 +142,9 @@ log: {accesslog: {disabled: false}, level: info}
 }`, h)), 0o644)
 	}
 
+	if containerd == "" {
+		containerd = root + "/usr/local/bin/containerd"
+	}
 	script := fmt.Sprintf(`set -e
 mount --make-rprivate /
 mount -t tmpfs tmpfs /run
@@ -127,12 +152,12 @@ mount -t tmpfs tmpfs /opt && mkdir -p /opt/cni/bin && mount --bind %[1]s/opt/cni
 mount -t tmpfs tmpfs /etc/cni && mkdir -p /etc/cni/net.d && mount --bind %[1]s/etc/cni/net.d /etc/cni/net.d
 mount --bind %[1]s/etc/containerd /etc/containerd
 ip link set lo up
-export PATH=%[1]s/usr/local/bin:%[1]s/usr/local/sbin:$PATH
+export PATH=%[5]s:%[1]s/usr/local/bin:%[1]s/usr/local/sbin:$PATH
 docker-registry serve %[2]s/registry.yml > %[2]s/registry.log 2>&1 &
 for i in $(seq 100); do curl -sf http://%[3]s/v2/ >/dev/null && break; sleep 0.1; done
 skopeo --insecure-policy copy --quiet --dest-tls-verify=false oci:%[2]s/img/busybox:1.36 docker://%[3]s/library/busybox:1.36
 skopeo --insecure-policy copy --quiet --dest-tls-verify=false oci:%[2]s/img/pause:3.10 docker://%[3]s/pause:3.10
-containerd --config %[1]s/etc/containerd/config.toml > %[2]s/containerd.log 2>&1 &
+%[4]s --config %[1]s/etc/containerd/config.toml > %[2]s/containerd.log 2>&1 &
 crictl() { %[1]s/usr/local/bin/crictl --config %[1]s/etc/crictl.yaml "$@"; }
 for i in $(seq 100); do crictl info >/dev/null 2>&1 && break; sleep 0.1; done
 crictl --version
@@ -153,7 +178,7 @@ echo "handler $(crictl inspectp -o go-template --template '{{.status.runtimeHand
 crictl stopp $pod >/dev/null && crictl rmp $pod >/dev/null
 echo "removed runsc"
 crictl inspecti registry.k8s.io/pause:3.10 >/dev/null && echo sandbox-image-pulled
-`, root, dir, registry)
+`, root, dir, registry, containerd, filepath.Dir(containerd))
 	r := runCmd(t, "", "unshare", "--mount", "--net", "--pid", "--fork", "--mount-proc", "--", "sh", "-c", script)
 	clog, _ := os.ReadFile(filepath.Join(dir, "containerd.log"))
 	rlog, _ := os.ReadFile(filepath.Join(dir, "registry.log"))
