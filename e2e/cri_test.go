@@ -168,6 +168,11 @@ ctr=$(crictl create $pod %[2]s/ctr-runc.json %[2]s/pod-runc.json)
 crictl start $ctr
 for i in $(seq 100); do crictl exec $ctr cat /tmp/written 2>/dev/null && break; sleep 0.1; done
 crictl logs $ctr | sed "s/^/logs runc: /"
+# A second apply while the pod runs changes nothing and leaves it alone.
+started=$(crictl inspect -o go-template --template '{{.status.startedAt}}' $ctr)
+%[6]s apply --root %[1]s -o json %[7]s | grep -q '^  "changed": 0,' && echo "second apply changed nothing"
+[ "$(crictl inspect -o go-template --template '{{.status.startedAt}} {{.status.state}}' $ctr)" = "$started CONTAINER_RUNNING" ] &&
+  [ "$(crictl inspectp -o go-template --template '{{.status.state}}' $pod)" = SANDBOX_READY ] && echo "pod untouched by the second apply"
 crictl stop --timeout 1 $ctr >/dev/null && crictl rm $ctr >/dev/null
 crictl stopp $pod >/dev/null && crictl rmp $pod >/dev/null
 echo "removed runc"
@@ -178,7 +183,7 @@ echo "handler $(crictl inspectp -o go-template --template '{{.status.runtimeHand
 crictl stopp $pod >/dev/null && crictl rmp $pod >/dev/null
 echo "removed runsc"
 crictl inspecti registry.k8s.io/pause:3.10 >/dev/null && echo sandbox-image-pulled
-`, root, dir, registry, containerd, filepath.Dir(containerd))
+`, root, dir, registry, containerd, filepath.Dir(containerd), nodeprov, spec)
 	r := runCmd(t, "", "unshare", "--mount", "--net", "--pid", "--fork", "--mount-proc", "--", "sh", "-c", script)
 	clog, _ := os.ReadFile(filepath.Join(dir, "containerd.log"))
 	rlog, _ := os.ReadFile(filepath.Join(dir, "registry.log"))
@@ -187,7 +192,7 @@ crictl inspecti registry.k8s.io/pause:3.10 >/dev/null && echo sandbox-image-pull
 		t.Fatalf("pods through CRI:\n%s\ncontainerd log (tail):\n%s\nregistry log (tail):\n%s", r, tail(string(clog), 40), tail(string(rlog), 10))
 	}
 	for _, want := range []string{"logs runc: hello-from-runc", "written-by-runc", "removed runc",
-		"handler runsc SANDBOX_READY", "runsc runs the sandbox running", "removed runsc"} {
+		"second apply changed nothing", "pod untouched by the second apply", "handler runsc SANDBOX_READY", "runsc runs the sandbox running", "removed runsc"} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("output lacks %q", want)
 		}
