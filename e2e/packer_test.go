@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	art "github.com/nodeprov/nodeprov/e2e/artifacts"
 )
 
 // Packer and the Amazon plugin the example template needs, built from Go
@@ -72,11 +74,11 @@ func packerUsable(dir string) error {
 // both have one), applying the replace directives of the module's own
 // go.mod, then installs the plugin the way `packer init` would.
 func buildPacker(ctx context.Context, out string, log io.Writer) error {
-	if err := buildModuleMain(ctx, filepath.Join(out, "src-packer"), packerModule, packerVersion, "", filepath.Join(out, "packer"), log); err != nil {
+	if err := art.BuildModuleMain(ctx, filepath.Join(out, "src-packer"), packerModule, packerVersion, "", filepath.Join(out, "packer"), log); err != nil {
 		return err
 	}
 	plugin := filepath.Join(out, "src-plugin", "packer-plugin-amazon")
-	if err := buildModuleMain(ctx, filepath.Join(out, "src-plugin"), amazonPluginModule, amazonPluginVersion, "", plugin, log); err != nil {
+	if err := art.BuildModuleMain(ctx, filepath.Join(out, "src-plugin"), amazonPluginModule, amazonPluginVersion, "", plugin, log); err != nil {
 		return err
 	}
 	cmd := exec.CommandContext(ctx, filepath.Join(out, "packer"), "plugins", "install", "--path", plugin, amazonPluginSource)
@@ -90,73 +92,6 @@ func buildPacker(ctx context.Context, out string, log io.Writer) error {
 		os.RemoveAll(filepath.Join(out, d))
 	}
 	return nil
-}
-
-// buildModuleMain builds the main package pkg of module@version (the
-// module's root when pkg is empty) into bin, in a scratch module in src
-// that applies the module's own replace directives; xflags are extra
-// -X name=value link flags (upstream's version stamps).
-func buildModuleMain(ctx context.Context, src, module, version, pkg, bin string, log io.Writer, xflags ...string) error {
-	if err := os.MkdirAll(src, 0o755); err != nil {
-		return err
-	}
-	run := func(args ...string) ([]byte, error) {
-		fmt.Fprintf(log, "$ %s\n", strings.Join(args, " "))
-		cmd := exec.CommandContext(ctx, args[0], args[1:]...)
-		cmd.Dir = src
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOWORK=off", "GOTOOLCHAIN=local", "GOFLAGS=-buildvcs=false")
-		var stdout bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &stdout, log
-		err := cmd.Run()
-		return stdout.Bytes(), err
-	}
-	if _, err := run("go", "mod", "init", "nodeprov.test/scratch"); err != nil {
-		return err
-	}
-	dl, err := run("go", "mod", "download", "-json", module+"@"+version)
-	if err != nil {
-		return err
-	}
-	var info struct{ GoMod string }
-	if err := json.Unmarshal(dl, &info); err != nil || info.GoMod == "" {
-		return fmt.Errorf("go mod download %s: %v %s", module, err, dl)
-	}
-	modJSON, err := run("go", "mod", "edit", "-json", info.GoMod)
-	if err != nil {
-		return err
-	}
-	var gomod struct {
-		Replace []struct {
-			Old, New struct{ Path, Version string }
-		}
-	}
-	if err := json.Unmarshal(modJSON, &gomod); err != nil {
-		return err
-	}
-	for _, r := range gomod.Replace {
-		if r.New.Version == "" {
-			return fmt.Errorf("%s replaces %s with a directory", module, r.Old.Path)
-		}
-		old := r.Old.Path
-		if r.Old.Version != "" {
-			old += "@" + r.Old.Version
-		}
-		if _, err := run("go", "mod", "edit", "-replace", old+"="+r.New.Path+"@"+r.New.Version); err != nil {
-			return err
-		}
-	}
-	if pkg == "" {
-		pkg = module
-	}
-	if _, err := run("go", "get", pkg+"@"+version); err != nil {
-		return err
-	}
-	ldflags := "-s -w"
-	for _, x := range xflags {
-		ldflags += " -X " + x
-	}
-	_, err = run("go", "build", "-trimpath", "-ldflags", ldflags, "-o", bin, pkg)
-	return err
 }
 
 // TestPackerValidate runs `packer validate` (not only -syntax-only: the
