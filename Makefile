@@ -128,5 +128,18 @@ demo: build
 	$(GO) build -o bin/demo-mirror ./e2e/mirror
 	@NODEPROV_BIN=$(BIN) DEMO_DIR=$(DEMO_DIR) DEMO_ROOT=$(DEMO_ROOT) sh e2e/demo/demo.sh
 
+# make demo-pods (issue 14): pods through CRI on a node nodeprov
+# provisioned: e2e/demopods builds the release-shaped artifacts and crictl
+# (once, cached like the tests' builds), applies the node to _demo-pods/root
+# and runs a runc pod and a gVisor sandbox with a real registry, in private
+# namespaces. As root; about half a minute once crictl is built.
+DEMO_PODS_DEBS := util-linux iproute2 containerd runc runsc containernetworking-plugins busybox-static docker-registry skopeo curl
+
+.PHONY: demo-pods
+demo-pods: build
+	@$(MAKE) --no-print-directory deps TEST_DEBS='$(DEMO_PODS_DEBS)'
+	$(GO) build -o bin/demo-pods ./e2e/demopods
+	bin/demo-pods -nodeprov $(BIN) -dir _demo-pods
+
 clean:
-	rm -rf bin _demo
+	rm -rf bin _demo _demo-pods
