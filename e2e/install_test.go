@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+
+	art "github.com/nodeprov/nodeprov/e2e/artifacts"
 )
 
 // componentsSpec asks for the components the artifact tree serves, through
@@ -22,22 +24,7 @@ func componentsSpec(a *artifacts, serverURL, extra string) string {
 // containerd, runc (signature checked), all CNI plugins and, with gvisor,
 // runsc without the containerd shim Debian does not ship.
 func releaseComponents(a *artifacts, serverURL string, gvisor bool) string {
-	s := fmt.Sprintf(`%s
-keyrings:
-  runc:
-    armored: |
-%s
-components:
-  containerd:
-    version: %s
-    binaries: [containerd, containerd-shim, containerd-shim-runc-v1, containerd-shim-runc-v2, ctr]
-  runc: {version: %s, keyring: runc}
-  cni: {version: %s}
-`, mirrors(serverURL), indent(a.keyring, "      "), containerdVersion, runcVersion, cniVersion)
-	if gvisor {
-		s += fmt.Sprintf("  gvisor: {version: %q, shim: false}\n", gvisorVersion)
-	}
-	return s
+	return art.ComponentsYAML(serverURL, a.keyring, gvisor)
 }
 
 // countRequests wraps a handler and counts the requests it serves.

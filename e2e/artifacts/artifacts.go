@@ -474,3 +474,28 @@ func armoredPublicKey(e *openpgp.Entity) (string, error) {
 	b.WriteByte('\n')
 	return b.String(), nil
 }
+
+// ComponentsYAML is the part of a spec that installs a tree's components
+// from a server of it at serverURL: the top-level mirrors and the runc
+// keyring (keyring: the tree's armored key), then the components block
+// with containerd (every binary), runc (signature checked), the CNI
+// plugins and, with gvisor, runsc without the shim Debian does not ship.
+// More components may follow at two spaces of indentation.
+func ComponentsYAML(serverURL, keyring string, gvisor bool) string {
+	s := fmt.Sprintf(`%skeyrings:
+  runc:
+    armored: |
+      %s
+components:
+  containerd:
+    version: %s
+    binaries: [%s]
+  runc: {version: %s, keyring: runc}
+  cni: {version: %s}
+`, MirrorsYAML(serverURL), strings.ReplaceAll(strings.TrimRight(keyring, "\n"), "\n", "\n      "),
+		ContainerdVersion, strings.Join(ContainerdBinaries, ", "), RuncVersion, CNIVersion)
+	if gvisor {
+		s += fmt.Sprintf("  gvisor: {version: %q, shim: false}\n", GVisorVersion)
+	}
+	return s
+}

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 )
 
 // PodNode is a sandbox node that runs pods through CRI (e2e
@@ -42,43 +41,31 @@ func (n PodNode) Spec() string {
 	if n.ConfigVersion >= 3 {
 		criPlugin = "io.containerd.cri.v1.runtime"
 	}
-	keyring := "      " + strings.ReplaceAll(strings.TrimRight(n.Keyring, "\n"), "\n", "\n      ")
 	return fmt.Sprintf(`apiVersion: nodeprov/v1alpha1
 kind: Node
 metadata: {name: pods}
-%[1]skeyrings:
-  runc:
-    armored: |
-%[2]s
-components:
-  containerd:
-    version: %[3]s
-    binaries: [containerd, containerd-shim, containerd-shim-runc-v1, containerd-shim-runc-v2, ctr]
-  runc: {version: %[4]s, keyring: runc}
-  cni: {version: %[5]s}
-  gvisor: {version: %[6]q, shim: false}
-  crictl:
-    version: %[7]s
-    baseURL: %[8]s
-    sha256: {amd64: %[9]s}
+%[1]s  crictl:
+    version: %[2]s
+    baseURL: %[3]s
+    sha256: {amd64: %[4]s}
 containerd:
-  configVersion: %[10]d
+  configVersion: %[5]d
   cgroupDriver: cgroupfs
-  root: %[11]s/containerd
+  root: %[6]s/containerd
   runtimes:
-    runc: {type: io.containerd.runc.v2, binaryName: %[12]s/usr/local/sbin/runc}
-    runsc: {type: io.containerd.runc.v2, binaryName: %[11]s/runsc-none}
+    runc: {type: io.containerd.runc.v2, binaryName: %[7]s/usr/local/sbin/runc}
+    runsc: {type: io.containerd.runc.v2, binaryName: %[6]s/runsc-none}
   registries:
-    docker.io: {mirrors: [{host: "http://%[13]s"}]}
-    registry.k8s.io: {mirrors: [{host: "http://%[13]s"}]}
-  cni: {network: bridge, subnet: %[14]s}
+    docker.io: {mirrors: [{host: "http://%[8]s"}]}
+    registry.k8s.io: {mirrors: [{host: "http://%[8]s"}]}
+  cni: {network: bridge, subnet: %[9]s}
   # The test machine withholds CAP_SYS_RESOURCE, so no process may lower
   # its oom_score_adj, and the CRI plugin gives sandboxes -998: restrict it
   # to containerd's own, as for containerd in a user namespace.
   patch:
     plugins:
-      %[15]s: {restrict_oom_score_adj: true}
-`, MirrorsYAML(n.ServerURL), keyring, ContainerdVersion, RuncVersion, CNIVersion, GVisorVersion,
+      %[10]s: {restrict_oom_score_adj: true}
+`, ComponentsYAML(n.ServerURL, n.Keyring, true),
 		CrictlVersion, n.CrictlURL, n.CrictlSHA, n.ConfigVersion, n.Dir, n.Root, PodRegistry, PodSubnet, criPlugin)
 }
 

@@ -21,23 +21,10 @@ func nodeSpec(t *tree, serverURL string) string {
 	fmt.Fprintf(&b, `apiVersion: nodeprov/v1alpha1
 kind: Node
 metadata: {name: bench}
-%[1]skeyrings:
-  runc:
-    armored: |
-%[2]s
-components:
-  containerd:
-    version: %[3]s
-    binaries: [%[4]s]
-  runc: {version: %[5]s, keyring: runc}
-  cni: {version: %[6]s}
-  gvisor: {version: "%[7]s", shim: false}
-kernel:
-  modules: [%[8]s]
+%[1]skernel:
+  modules: [%[2]s]
   sysctl:
-%[9]s`, artifacts.MirrorsYAML(serverURL), indent(t.Keyring, "      "), artifacts.ContainerdVersion, strings.Join(artifacts.ContainerdBinaries, ", "),
-		artifacts.RuncVersion, artifacts.CNIVersion, artifacts.GVisorVersion,
-		strings.Join(kernelModules, ", "), sysctlYAML())
+%[3]s`, artifacts.ComponentsYAML(serverURL, t.Keyring, true), strings.Join(kernelModules, ", "), sysctlYAML())
 	if len(t.payloads) > 0 {
 		b.WriteString("downloads:\n")
 	}
@@ -46,14 +33,6 @@ kernel:
 		fmt.Fprintf(&b, "  - url: %s\n    checksum: {url: %s.sha256}\n    path: /opt/nodeprov-bench/%s\n    mode: \"0644\"\n", u, u, path.Base(p))
 	}
 	return b.String()
-}
-
-func indent(s, prefix string) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	for i, l := range lines {
-		lines[i] = prefix + l
-	}
-	return strings.Join(lines, "\n")
 }
 
 func sysctlYAML() string {
