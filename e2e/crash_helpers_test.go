@@ -501,7 +501,7 @@ func startApply(t *testing.T, root, spec string) *killableRun {
 			at := time.Since(k.start)
 			k.mu.Lock()
 			k.out.WriteString(line + "\n")
-			// Stage lines are "[5/8] install".
+			// Stage lines are "[5/9] install".
 			if strings.HasPrefix(line, "[") {
 				if _, name, ok := strings.Cut(line, "] "); ok && !strings.Contains(name, " ") {
 					k.stage = name

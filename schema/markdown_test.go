@@ -28,7 +28,7 @@ func TestMarkdown(t *testing.T) {
 		"| `downloads` | list of [Download](#download) |  |",
 		"| `options` | map of any |  | Free-form runtime options. |\n",
 		"| `registries` | map of [Registry](#registry) |  | Registry host configuration rendered to certs.d/\\<host>/hosts.toml; \\_default applies to any host. |\n",
-		"\n## Signature\n\nUsed in: [Checksum](#checksum) `signature`, [Download](#download) `signature`.\n",
+		"\n## Signature\n\nUsed in: [Checksum](#checksum) `signature`, [Download](#download) `signature`, [Image](#image) `signature`.\n",
 		"| `version` (required) | string or integer |  | Upstream release version, without a leading v. |\n",
 	} {
 		if !strings.Contains(md, want) {

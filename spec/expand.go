@@ -100,6 +100,9 @@ func Expand(n *Node, arch string) ([]Artifact, error) {
 	for i := range n.Downloads {
 		out = append(out, downloadArtifact(&n.Downloads[i], indexPath("downloads", i)))
 	}
+	for i := range n.Images {
+		out = append(out, imageArtifact(&n.Images[i], indexPath("images", i)))
+	}
 	for i := range out {
 		mirror(&out[i], n.Mirrors)
 	}
@@ -143,6 +146,19 @@ func downloadArtifact(d *Download, p string) Artifact {
 		a.Install = Install{Path: d.Path, Mode: d.Mode.Perm(0o644)}
 	}
 	return a
+}
+
+// ImagesDir holds the verified image archives of the spec's images.
+const ImagesDir = "/var/lib/nodeprov/images"
+
+// ImagePath is where the archive of an images entry is installed.
+func ImagePath(img *Image) string { return path.Join(ImagesDir, urlBase(img.URL)) }
+
+// imageArtifact expands one entry of images: a download installed at
+// ImagePath, mode 0644.
+func imageArtifact(img *Image, p string) Artifact {
+	return downloadArtifact(&Download{URL: img.URL, SHA256: img.SHA256, SHA512: img.SHA512, Checksum: img.Checksum,
+		Signature: img.Signature, MaxSize: img.MaxSize, Path: ImagePath(img), Mode: "0644"}, p)
 }
 
 func signatureRef(s *Signature) *SignatureRef {

@@ -25,6 +25,7 @@ type Node struct {
 	Components Components         `yaml:"components" desc:"Known upstream releases, expanded into verified downloads and install targets."`
 	Mirrors    []Mirror           `yaml:"mirrors" desc:"URL prefix rewrites applied to every component and download (air-gapped or internal mirrors)."`
 	Downloads  []Download         `yaml:"downloads" desc:"Additional artifacts, each verified by a digest before it is installed."`
+	Images     []Image            `yaml:"images" desc:"Container image archives, verified like downloads, kept in /var/lib/nodeprov/images and imported into containerd's k8s.io namespace (live; deferred to first boot offline), so pods start without a registry."`
 	Keyrings   map[string]Keyring `yaml:"keyrings" desc:"Named OpenPGP keyrings that signatures are checked against."`
 	TLS        TLS                `yaml:"tls" desc:"How downloads verify HTTPS servers: extra CA certificates for internal mirrors."`
 	Containerd *Containerd        `yaml:"containerd" desc:"containerd configuration rendered to /etc/containerd/config.toml."`
@@ -117,6 +118,18 @@ type Download struct {
 	Mode      Mode       `yaml:"mode" desc:"Mode of the installed file (octal string); 0644 when absent."`
 	Extract   *Extract   `yaml:"extract" desc:"Install members of a tar.gz archive."`
 	MaxSize   Size       `yaml:"maxSize" desc:"Largest accepted download, e.g. 512Mi; exceeding it is an error."`
+}
+
+// Image is a container image archive (docker save / skopeo docker-archive,
+// or an OCI archive whose index names its images), verified like a
+// download and imported into containerd's k8s.io namespace.
+type Image struct {
+	URL       string     `yaml:"url" required:"true" pattern:"url" desc:"Source URL (https, http or file) of the archive; its file name names the copy in /var/lib/nodeprov/images."`
+	SHA256    string     `yaml:"sha256" pattern:"sha256" desc:"Pinned SHA-256 digest of the archive (64 hex characters)."`
+	SHA512    string     `yaml:"sha512" pattern:"sha512" desc:"Pinned SHA-512 digest of the archive (128 hex characters)."`
+	Checksum  *Checksum  `yaml:"checksum" desc:"Checksum file to read the digest from."`
+	Signature *Signature `yaml:"signature" desc:"Detached OpenPGP signature of the archive."`
+	MaxSize   Size       `yaml:"maxSize" desc:"Largest accepted download, e.g. 2Gi; exceeding it is an error."`
 }
 
 // Checksum names a checksum file (sha256sum/sha512sum or BSD format, or a bare hash).

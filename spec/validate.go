@@ -72,6 +72,7 @@ func validate(doc *Document, sink *diagSink) {
 	v.keyrings(n.Keyrings)
 	v.tls(&n.TLS)
 	v.downloads(n.Downloads, n.Keyrings)
+	v.images(n.Images, n.Keyrings)
 	if n.Containerd != nil {
 		v.containerd(n.Containerd)
 	}
@@ -418,20 +419,45 @@ func ParseCAs(data []byte) ([]*x509.Certificate, error) {
 	return certs, nil
 }
 
+// source checks how an artifact at p is fetched and verified: its URL,
+// pinned digests, checksum file, signature and size cap.
+func (v *validator) source(p string, d *Download, keyrings map[string]Keyring) {
+	v.url(p+".url", d.URL, true)
+	v.digest(p+".sha256", d.SHA256, 64)
+	v.digest(p+".sha512", d.SHA512, 128)
+	if d.SHA256 != "" && d.SHA512 != "" {
+		v.errf(p, "set one of sha256 and sha512, not both")
+	}
+	if d.Checksum != nil {
+		v.url(p+".checksum.url", d.Checksum.URL, true)
+		v.signature(p+".checksum.signature", d.Checksum.Signature, keyrings, true)
+	}
+	v.signature(p+".signature", d.Signature, keyrings, false)
+	if d.MaxSize < 0 {
+		v.errf(p+".maxSize", "size must not be negative")
+	}
+}
+
+// images checks the image archives: each verified like a download, and
+// named by its file name in ImagesDir, which must be unique.
+func (v *validator) images(imgs []Image, keyrings map[string]Keyring) {
+	for i := range imgs {
+		img := &imgs[i]
+		p := indexPath("images", i)
+		v.source(p, &Download{URL: img.URL, SHA256: img.SHA256, SHA512: img.SHA512, Checksum: img.Checksum,
+			Signature: img.Signature, MaxSize: img.MaxSize}, keyrings)
+		if base := urlBase(img.URL); base == "" || base == "." || base == "/" || base == ".." {
+			v.errf(p+".url", "the URL's path must end in the archive's file name")
+			continue
+		}
+		v.claim(p+".url", ImagePath(img))
+	}
+}
+
 func (v *validator) downloads(ds []Download, keyrings map[string]Keyring) {
 	for i, d := range ds {
 		p := indexPath("downloads", i)
-		v.url(p+".url", d.URL, true)
-		v.digest(p+".sha256", d.SHA256, 64)
-		v.digest(p+".sha512", d.SHA512, 128)
-		if d.SHA256 != "" && d.SHA512 != "" {
-			v.errf(p, "set one of sha256 and sha512, not both")
-		}
-		if d.Checksum != nil {
-			v.url(p+".checksum.url", d.Checksum.URL, true)
-			v.signature(p+".checksum.signature", d.Checksum.Signature, keyrings, true)
-		}
-		v.signature(p+".signature", d.Signature, keyrings, false)
+		v.source(p, &d, keyrings)
 		switch {
 		case d.Path == "" && d.Extract == nil:
 			v.errf(p, "download needs path (install the file) or extract (install archive members)")
@@ -445,9 +471,6 @@ func (v *validator) downloads(ds []Download, keyrings map[string]Keyring) {
 				v.errf(p+".mode", "mode applies to path downloads; archive members keep their masked modes")
 			}
 			v.extract(p+".extract", d.Extract)
-		}
-		if d.MaxSize < 0 {
-			v.errf(p+".maxSize", "size must not be negative")
 		}
 	}
 }

@@ -1,5 +1,5 @@
 // Package stages runs nodeprov's pipeline on a target root: a loaded spec
-// (package spec) is planned and applied by eight stages in a fixed order,
+// (package spec) is planned and applied by nine stages in a fixed order,
 // and the outcome is a report.
 //
 //	preflight   stages/preflight   host probes, k0s sysinfo style
@@ -10,6 +10,8 @@
 //	files       stages/files       the spec's files, directories, links
 //	containerd  stages/containerd  config.toml, drop-ins, hosts.toml, CNI, crictl
 //	units       stages/units       systemd units, live (D-Bus) or offline
+//	images      stages/images      image archives into containerd's k8s.io
+//	                               namespace (live, once containerd runs)
 //
 // Each stage implements plan.Stage: it compares desired with actual state
 // and returns actions (stages/plan); plan and check stop there, apply runs

@@ -13,6 +13,7 @@ import (
 	"github.com/nodeprov/nodeprov/stages/containerd"
 	"github.com/nodeprov/nodeprov/stages/files"
 	"github.com/nodeprov/nodeprov/stages/host"
+	"github.com/nodeprov/nodeprov/stages/images"
 	"github.com/nodeprov/nodeprov/stages/kernel"
 	"github.com/nodeprov/nodeprov/stages/machineid"
 	"github.com/nodeprov/nodeprov/stages/plan"
@@ -34,7 +35,7 @@ const (
 )
 
 // Order is the fixed stage order of the design.
-var Order = []string{"preflight", "machine-id", "kernel", "fetch", "install", "files", "containerd", "units"}
+var Order = []string{"preflight", "machine-id", "kernel", "fetch", "install", "files", "containerd", "units", "images"}
 
 // All returns the stages of this build in their fixed order, configured
 // by o.
@@ -43,7 +44,7 @@ func All(o Options) []plan.Stage {
 		RequirePinned: o.RequirePinned, IdleTimeout: o.IdleTimeout, Progress: o.Progress, Pins: o.Pins, Clean: o.Mode == ModeApply,
 		Pipeline: o.Mode == ModeApply && (len(o.Stages) == 0 || slices.Contains(o.Stages, "install"))})
 	return []plan.Stage{preflight.Stage{}, machineid.Stage{}, kernel.Stage{}, fetchStage, installStage, files.Stage{}, containerd.Stage{},
-		units.Stage{NoBlock: o.NoBlock, FirstBoot: firstBoot(o)}}
+		units.Stage{NoBlock: o.NoBlock, FirstBoot: firstBoot(o)}, images.Stage{}}
 }
 
 // firstBoot is what the units stage installs for o.FirstBoot: the spec as

@@ -20,7 +20,7 @@ func TestAllFollowsOrder(t *testing.T) {
 	if !slices.Equal(names, Order) {
 		t.Errorf("All() = %q, want the design's order %q", names, Order)
 	}
-	st := All(Options{NoBlock: true})[len(Order)-1].(units.Stage)
+	st := All(Options{NoBlock: true})[slices.Index(Order, "units")].(units.Stage)
 	if !st.NoBlock || st.FirstBoot != nil {
 		t.Errorf("units stage from Options{NoBlock: true}: %+v", st)
 	}
