@@ -85,15 +85,7 @@ func TestPreloadedImages(t *testing.T) {
 		}
 	})
 	live := fmt.Sprintf("%s --root %s --live yes --stages images", "%s", root)
-	script := fmt.Sprintf(`set -e
-mount --make-rprivate /
-mount -t tmpfs tmpfs /run
-mount -t tmpfs tmpfs /opt && mkdir -p /opt/cni/bin && mount --bind %[1]s/opt/cni/bin /opt/cni/bin
-mount -t tmpfs tmpfs /etc/cni && mkdir -p /etc/cni/net.d && mount --bind %[1]s/etc/cni/net.d /etc/cni/net.d
-mount --bind %[1]s/etc/containerd /etc/containerd
-ip link set lo up
-export PATH=%[1]s/usr/local/bin:%[1]s/usr/local/sbin:$PATH
-containerd --config %[1]s/etc/containerd/config.toml > %[2]s/containerd.log 2>&1 &
+	script := n.Namespace("") + fmt.Sprintf(`containerd --config %[1]s/etc/containerd/config.toml > %[2]s/containerd.log 2>&1 &
 np() { %[3]s "$@"; }
 crictl() { %[1]s/usr/local/bin/crictl --config %[1]s/etc/crictl.yaml "$@"; }
 echo "first: $(np %[4]s -o json %[5]s | grep '^  "changed"')"

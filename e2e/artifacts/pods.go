@@ -135,15 +135,7 @@ log: {accesslog: {disabled: false}, level: info}
 // none). Lines starting with "== " say what comes next; the others are
 // what the test checks.
 func (n PodNode) Script(containerd, nodeprov, spec string) string {
-	return fmt.Sprintf(`set -e
-mount --make-rprivate /
-mount -t tmpfs tmpfs /run
-mount -t tmpfs tmpfs /opt && mkdir -p /opt/cni/bin && mount --bind %[1]s/opt/cni/bin /opt/cni/bin
-mount -t tmpfs tmpfs /etc/cni && mkdir -p /etc/cni/net.d && mount --bind %[1]s/etc/cni/net.d /etc/cni/net.d
-mount --bind %[1]s/etc/containerd /etc/containerd
-ip link set lo up
-export PATH=%[5]s:%[1]s/usr/local/bin:%[1]s/usr/local/sbin:$PATH
-echo "== the registry (docker-registry) on %[3]s, with busybox and pause pushed by skopeo"
+	return n.Namespace(filepath.Dir(containerd)) + fmt.Sprintf(`echo "== the registry (docker-registry) on %[3]s, with busybox and pause pushed by skopeo"
 docker-registry serve %[2]s/registry.yml > %[2]s/registry.log 2>&1 &
 for i in $(seq 100); do curl -sf http://%[3]s/v2/ >/dev/null && break; sleep 0.1; done
 skopeo --insecure-policy copy --quiet --dest-tls-verify=false oci:%[2]s/img/busybox:1.36 docker://%[3]s/library/busybox:1.36
@@ -164,7 +156,7 @@ for i in $(seq 100); do crictl exec $ctr cat /tmp/written 2>/dev/null && break; 
 crictl logs $ctr | sed "s/^/logs runc: /"
 echo "== a second nodeprov apply while the pod runs"
 started=$(crictl inspect -o go-template --template '{{.status.startedAt}}' $ctr)
-%[6]s apply --root %[1]s -o json %[7]s | grep -q '^  "changed": 0,' && echo "second apply changed nothing"
+%[5]s apply --root %[1]s -o json %[6]s | grep -q '^  "changed": 0,' && echo "second apply changed nothing"
 [ "$(crictl inspect -o go-template --template '{{.status.startedAt}} {{.status.state}}' $ctr)" = "$started CONTAINER_RUNNING" ] &&
   [ "$(crictl inspectp -o go-template --template '{{.status.state}}' $pod)" = SANDBOX_READY ] && echo "pod untouched by the second apply"
 crictl stop --timeout 1 $ctr >/dev/null
@@ -179,7 +171,32 @@ echo "handler $(crictl inspectp -o go-template --template '{{.status.runtimeHand
 %[1]s/usr/local/bin/runsc --root /run/containerd/runc/k8s.io list | awk -v id=$pod '$1==id {print "runsc runs the sandbox", $3}'
 echo "runsc sandbox left to the end of the namespaces: through the runc shim CRI can start it, not stop it (that needs containerd-shim-runsc-v1)"
 crictl inspecti registry.k8s.io/pause:3.10 >/dev/null && echo sandbox-image-pulled
-`, n.Root, n.Dir, PodRegistry, containerd, filepath.Dir(containerd), nodeprov, spec)
+`, n.Root, n.Dir, PodRegistry, containerd, nodeprov, spec)
+}
+
+// Namespace is the start of every script run as root in fresh mount,
+// network and PID namespaces (`unshare --mount --net --pid --fork
+// --mount-proc`) on Root: it stops on the first failing command, gives
+// the namespaces their own /run, /opt and /etc/cni (mounting the root's
+// CNI plugins and configuration there) and the root's /etc/containerd
+// (containerd's config names its drop-ins and hosts.toml directory by
+// absolute path), brings up loopback, and puts bin (when not empty) and
+// the root's binaries first on PATH. Nothing of it outlives the
+// namespaces.
+func (n PodNode) Namespace(bin string) string {
+	path := n.Root + "/usr/local/bin:" + n.Root + "/usr/local/sbin"
+	if bin != "" {
+		path = bin + ":" + path
+	}
+	return fmt.Sprintf(`set -e
+mount --make-rprivate /
+mount -t tmpfs tmpfs /run
+mount -t tmpfs tmpfs /opt && mkdir -p /opt/cni/bin && mount --bind %[1]s/opt/cni/bin /opt/cni/bin
+mount -t tmpfs tmpfs /etc/cni && mkdir -p /etc/cni/net.d && mount --bind %[1]s/etc/cni/net.d /etc/cni/net.d
+mount --bind %[1]s/etc/containerd /etc/containerd
+ip link set lo up
+export PATH=%[2]s:$PATH
+`, n.Root, path)
 }
 
 // RemoveCgroups removes the pods' cgroups under every cgroup v1
