@@ -15,6 +15,9 @@ import (
 func TestTerminalWidth(t *testing.T) {
 	master, err := os.OpenFile("/dev/ptmx", os.O_RDWR, 0)
 	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("no pseudo-terminals: %v", err)
+		}
 		t.Skipf("no pseudo-terminals here: %v", err)
 	}
 	defer master.Close()
