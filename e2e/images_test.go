@@ -19,7 +19,8 @@ import (
 // containerd's k8s.io namespace, a second apply imports nothing, check
 // finds no drift — and a pod starts through CRI from the preloaded
 // sandbox and busybox images. An image removed from containerd is drift
-// (check exits 3) until apply imports it again.
+// (check exits 3) until apply imports it again, and so is every image
+// while containerd does not run: plan and check say so instead of failing.
 func TestPreloadedImages(t *testing.T) {
 	if _, err := exec.LookPath("skopeo"); err != nil {
 		t.Fatalf("skopeo is not installed (make test installs it): %v", err)
@@ -85,8 +86,10 @@ func TestPreloadedImages(t *testing.T) {
 		}
 	})
 	live := fmt.Sprintf("%s --root %s --live yes --stages images", "%s", root)
-	script := n.Namespace("") + fmt.Sprintf(`containerd --config %[1]s/etc/containerd/config.toml > %[2]s/containerd.log 2>&1 &
-np() { %[3]s "$@"; }
+	script := n.Namespace("") + fmt.Sprintf(`np() { %[3]s "$@"; }
+rc=0; np %[6]s %[5]s > %[2]s/down.txt || rc=$?; echo "check before containerd: exit $rc"
+grep -c "containerd does not answer at /run/containerd/containerd.sock" %[2]s/down.txt | sed 's/^/unanswered: /'
+containerd --config %[1]s/etc/containerd/config.toml > %[2]s/containerd.log 2>&1 &
 crictl() { %[1]s/usr/local/bin/crictl --config %[1]s/etc/crictl.yaml "$@"; }
 echo "first: $(np %[4]s -o json %[5]s | grep '^  "changed"')"
 echo "again: $(np %[4]s -o json %[5]s | grep '^  "changed"')"
@@ -111,7 +114,7 @@ echo "repair: $(np %[4]s -o json %[5]s | grep '^  "changed"')"
 		t.Fatalf("preloaded images:\n%s\ncontainerd log (tail):\n%s", r, tail(string(clog), 30))
 	}
 	for _, want := range []string{
-		`first:   "changed": 2,`, `again:   "changed": 0,`, "check: no drift", "written-by-runc",
+		"check before containerd: exit 3", "unanswered: 2", `first:   "changed": 2,`, `again:   "changed": 0,`, "check: no drift", "written-by-runc",
 		"check after rmi: exit 3", "import /var/lib/nodeprov/images/busybox-1.36.tar into containerd's k8s.io namespace: docker.io/library/busybox:1.36",
 		`repair:   "changed": 1,`,
 	} {

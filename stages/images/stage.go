@@ -42,12 +42,18 @@ func (Stage) Plan(ctx context.Context, env *plan.Env) ([]*plan.Action, error) {
 		return nil, nil
 	}
 	var present []string
-	var ctr, address string
+	var ctr, address, unreachable string
 	if env.Live {
 		ctr, address = ctrOf(env)
 		var err error
-		if present, err = list(ctx, ctr, address, env.Mode == "apply"); err != nil {
+		present, err = list(ctx, ctr, address, env.Mode == "apply")
+		switch {
+		case err != nil && env.Mode == "apply":
 			return nil, err
+		case err != nil:
+			// plan and check on a node whose containerd is not running
+			// (or not installed yet): every image is still to import.
+			unreachable = " (containerd does not answer at " + address + ")"
 		}
 	}
 	actions := make([]*plan.Action, 0, len(imgs))
@@ -55,6 +61,9 @@ func (Stage) Plan(ctx context.Context, env *plan.Env) ([]*plan.Action, error) {
 		a, err := planImage(env, &imgs[i], ctr, address, present)
 		if err != nil {
 			return nil, fmt.Errorf("images[%d]: %w", i, err)
+		}
+		if a.Op.Changes() {
+			a.Detail += unreachable
 		}
 		actions = append(actions, a)
 	}
