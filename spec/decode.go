@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"reflect"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -108,7 +107,7 @@ func decode(file string, src []byte) (*Document, *diagSink, bool) {
 	return doc, sink, ok
 }
 
-var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+var yamlLine = lazyRegexp(`^yaml: line (\d+): (.*)$`)
 
 // parseYAML parses exactly one YAML document into a node tree.
 func parseYAML(src []byte, sink *diagSink) (*yaml.Node, bool) {
@@ -154,7 +153,7 @@ func parseYAML(src []byte, sink *diagSink) (*yaml.Node, bool) {
 }
 
 func yamlErrorPos(err error) Pos {
-	if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
+	if m := yamlLine().FindStringSubmatch(err.Error()); m != nil {
 		line, _ := strconv.Atoi(m[1])
 		return Pos{line, 1}
 	}
@@ -162,7 +161,7 @@ func yamlErrorPos(err error) Pos {
 }
 
 func yamlErrorText(err error) string {
-	if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
+	if m := yamlLine().FindStringSubmatch(err.Error()); m != nil {
 		return "YAML syntax: " + m[2]
 	}
 	return "YAML syntax: " + strings.TrimPrefix(err.Error(), "yaml: ")
@@ -583,12 +582,12 @@ func levenshtein(a, b string) int {
 	return prev[len(rb)]
 }
 
-var plainKey = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+var plainKey = lazyRegexp(`^[A-Za-z0-9_-]+$`)
 
 // keyPath appends a mapping key to a path: `a.b`, or `a["x.y"]` for keys
 // that are not plain identifiers.
 func keyPath(parent, key string) string {
-	if !plainKey.MatchString(key) {
+	if !plainKey().MatchString(key) {
 		return parent + "[" + strconv.Quote(key) + "]"
 	}
 	if parent == "" {

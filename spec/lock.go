@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"regexp"
 	"sort"
 	"strings"
 )
@@ -93,7 +92,7 @@ func trustRank(t string) int {
 // NewLock returns an empty lock.
 func NewLock() *Lock { return &Lock{Pins: map[string]string{}, Trust: map[string]string{}} }
 
-var lockDigest = regexp.MustCompile(`^(sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128})$`)
+var lockDigest = lazyRegexp(`^(sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128})$`)
 
 // ParseLock reads a lock file; errors name the line.
 func ParseLock(name string, data []byte) (*Lock, error) {
@@ -106,7 +105,7 @@ func ParseLock(name string, data []byte) (*Lock, error) {
 			continue
 		}
 		f := strings.Fields(line)
-		if len(f) < 2 || len(f) > 3 || !lockDigest.MatchString(f[1]) {
+		if len(f) < 2 || len(f) > 3 || !lockDigest().MatchString(f[1]) {
 			return nil, fmt.Errorf("%s:%d: expected `<url> sha256:<hex> [trust]`", name, n)
 		}
 		if prev, dup := l.Pins[f[0]]; dup && prev != f[1] {

@@ -1,6 +1,11 @@
 package spec
 
-import "github.com/distribution/reference"
+import (
+	"regexp"
+	"sync"
+
+	"github.com/distribution/reference"
+)
 
 // Pattern returns, by name, the regular expression a kind of value must
 // match. The validator compiles its checks from it, and the JSON Schema
@@ -54,4 +59,12 @@ func mustPattern(name string) string {
 		panic("spec: no pattern " + name)
 	}
 	return p
+}
+
+// lazyRegexp compiles pattern on first use. Most of the package's
+// expressions serve only some specs, or only error messages, and every
+// nodeprov command starts the package: compiling them all at start-up cost
+// a warm re-apply more than its own work on some of them.
+func lazyRegexp(pattern string) func() *regexp.Regexp {
+	return sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(pattern) })
 }

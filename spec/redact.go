@@ -20,12 +20,12 @@ var SecretKeys = []string{"password", "auth", "identitytoken", "identity_token",
 var (
 	// urlUserinfo matches the user[:password]@ part of a URL, parseable
 	// or not.
-	urlUserinfo = regexp.MustCompile(`(?i)\b([a-z][a-z0-9+.-]*://)[^\s/@"'?#<>]+@`)
+	urlUserinfo = lazyRegexp(`(?i)\b([a-z][a-z0-9+.-]*://)[^\s/@"'?#<>]+@`)
 	// secretAssign matches `key = value` (TOML), `key: value` (YAML) and
 	// `"key": value` (JSON) for a secret key, with a quoted or bare value;
 	// a value that opens a table or list is left alone (its own keys are
 	// matched one by one).
-	secretAssign = regexp.MustCompile(`(?i)((?:^|[\s{,."'])(?:` + strings.Join(SecretKeys, "|") + `)["']?\s*[=:]\s*)("(?:[^"\\]|\\.)*"?|'[^']*'?|[^\s,{}\[\]][^\s,}\]]*)`)
+	secretAssign = lazyRegexp(`(?i)((?:^|[\s{,."'])(?:` + strings.Join(SecretKeys, "|") + `)["']?\s*[=:]\s*)("(?:[^"\\]|\\.)*"?|'[^']*'?|[^\s,{}\[\]][^\s,}\]]*)`)
 )
 
 // Redact replaces the secrets in s with Redacted: URL credentials and the
@@ -48,12 +48,12 @@ func redactAt(s string, off int) (string, int) {
 	// The expressions backtrack; most text (every action's detail, on
 	// every run) holds neither a URL with credentials nor a secret key.
 	if strings.Contains(s, "@") {
-		s, off = replaceAt(s, off, urlUserinfo, func(sub []string) string { return sub[1] + Redacted + "@" })
+		s, off = replaceAt(s, off, urlUserinfo(), func(sub []string) string { return sub[1] + Redacted + "@" })
 	}
 	if !mayNameSecret(s) {
 		return s, off
 	}
-	return replaceAt(s, off, secretAssign, func(sub []string) string {
+	return replaceAt(s, off, secretAssign(), func(sub []string) string {
 		if strings.Contains(sub[2], Redacted) {
 			return sub[0]
 		}

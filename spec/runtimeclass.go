@@ -78,7 +78,7 @@ func RuntimeClasses(doc *Document) ([]RuntimeClass, error) {
 	}
 	var out []RuntimeClass
 	for _, name := range names {
-		if !dnsLabel.MatchString(name) {
+		if !dnsLabel().MatchString(name) {
 			p := keyPath("containerd.runtimes", name)
 			sink.add(doc.keyPos[p], p, "runtime handler %q cannot have a Kubernetes RuntimeClass: a RuntimeClass handler must be a DNS label (lower-case letters, digits and '-', starting and ending with a letter or digit); rename the handler", name)
 			continue

@@ -3,7 +3,6 @@ package spec
 import (
 	"fmt"
 	"io/fs"
-	"regexp"
 	"strconv"
 	"strings"
 
@@ -57,13 +56,13 @@ func (Version) JSONSchema() map[string]any {
 // Mode is a file mode written as an octal string ("0644").
 type Mode string
 
-var modePattern = regexp.MustCompile(`^0?[0-7]{3,4}$`)
+var modePattern = lazyRegexp(`^0?[0-7]{3,4}$`)
 
 func (m *Mode) decodeScalar(n *yaml.Node) string {
 	if n.Tag != "!!str" {
 		return fmt.Sprintf("file mode must be a quoted octal string such as \"0644\", got %s %s", tagName(n.Tag), n.Value)
 	}
-	if !modePattern.MatchString(n.Value) {
+	if !modePattern().MatchString(n.Value) {
 		return fmt.Sprintf("invalid file mode %q: expected an octal string such as \"0644\"", n.Value)
 	}
 	*m = Mode(n.Value)
@@ -100,20 +99,20 @@ func fileMode(v uint32) fs.FileMode {
 
 // JSONSchema describes Mode in the JSON Schema.
 func (Mode) JSONSchema() map[string]any {
-	return map[string]any{"type": "string", "pattern": modePattern.String()}
+	return map[string]any{"type": "string", "pattern": modePattern().String()}
 }
 
 // Size is a byte count written as an integer or with a binary suffix
 // (Ki, Mi, Gi).
 type Size int64
 
-var sizePattern = regexp.MustCompile(`^([0-9]+)(Ki|Mi|Gi)?$`)
+var sizePattern = lazyRegexp(`^([0-9]+)(Ki|Mi|Gi)?$`)
 
 func (s *Size) decodeScalar(n *yaml.Node) string {
 	if n.Tag != "!!str" && n.Tag != "!!int" {
 		return fmt.Sprintf("expected a size such as 512Mi, got %s", tagName(n.Tag))
 	}
-	m := sizePattern.FindStringSubmatch(strings.TrimSpace(n.Value))
+	m := sizePattern().FindStringSubmatch(strings.TrimSpace(n.Value))
 	if m == nil {
 		return fmt.Sprintf("invalid size %q: expected bytes or a number with Ki, Mi or Gi", n.Value)
 	}
@@ -131,7 +130,7 @@ func (s *Size) decodeScalar(n *yaml.Node) string {
 
 // JSONSchema describes Size in the JSON Schema.
 func (Size) JSONSchema() map[string]any {
-	return map[string]any{"type": []string{"string", "integer"}, "pattern": sizePattern.String()}
+	return map[string]any{"type": []string{"string", "integer"}, "pattern": sizePattern().String()}
 }
 
 // Quantity is a Kubernetes resource quantity (250m, 0.5, 160Mi), written

@@ -63,7 +63,7 @@ func validate(doc *Document, sink *diagSink) {
 	if n.APIVersion != "" && n.APIVersion != APIVersion {
 		v.errf("apiVersion", "unsupported apiVersion %q; this nodeprov reads %s", n.APIVersion, APIVersion)
 	}
-	if n.Metadata.Name != "" && !dnsLabel.MatchString(n.Metadata.Name) {
+	if n.Metadata.Name != "" && !dnsLabel().MatchString(n.Metadata.Name) {
 		v.errf("metadata.name", "invalid name %q: use lower-case letters, digits and '-' (at most 63)", n.Metadata.Name)
 	}
 	v.kernel(&n.Kernel)
@@ -133,21 +133,21 @@ func enumList(enum string) string {
 }
 
 var (
-	dnsLabel   = regexp.MustCompile(mustPattern("dns-label"))
-	moduleName = regexp.MustCompile(mustPattern("module"))
-	sysctlKey  = regexp.MustCompile(mustPattern("sysctl-key"))
-	hexDigits  = regexp.MustCompile(`^[0-9a-f]+$`)
-	machineID  = regexp.MustCompile(mustPattern("machine-id"))
-	unitName   = regexp.MustCompile(mustPattern("unit"))
-	ownerSpec  = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]*)?$`)
-	probeName  = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]*$`)
+	dnsLabel   = lazyRegexp(mustPattern("dns-label"))
+	moduleName = lazyRegexp(mustPattern("module"))
+	sysctlKey  = lazyRegexp(mustPattern("sysctl-key"))
+	hexDigits  = lazyRegexp(`^[0-9a-f]+$`)
+	machineID  = lazyRegexp(mustPattern("machine-id"))
+	unitName   = lazyRegexp(mustPattern("unit"))
+	ownerSpec  = lazyRegexp(`^[A-Za-z0-9_][A-Za-z0-9_.-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]*)?$`)
+	probeName  = lazyRegexp(`^[a-z0-9][a-z0-9.-]*$`)
 )
 
 func (v *validator) kernel(k *Kernel) {
 	seen := map[string]int{}
 	for i, m := range k.Modules {
 		p := indexPath("kernel.modules", i)
-		if !moduleName.MatchString(m) {
+		if !moduleName().MatchString(m) {
 			v.errf(p, "invalid module name %q: expected letters, digits, '_' or '-'", m)
 			continue
 		}
@@ -159,7 +159,7 @@ func (v *validator) kernel(k *Kernel) {
 	}
 	for key, val := range k.Sysctl {
 		p := keyPath("kernel.sysctl", key)
-		if !sysctlKey.MatchString(key) || strings.Contains(key, "..") {
+		if !sysctlKey().MatchString(key) || strings.Contains(key, "..") {
 			v.keyErrf(p, "invalid sysctl key %q: expected dotted lower-case names such as net.ipv4.ip_forward", key)
 		}
 		s := string(val)
@@ -183,25 +183,25 @@ func (v *validator) components(c *Components, keyrings map[string]Keyring) {
 	}
 	var rels []rel
 	if c.Containerd != nil {
-		rels = append(rels, rel{"containerd", &c.Containerd.Release, semver, "2.1.4"})
+		rels = append(rels, rel{"containerd", &c.Containerd.Release, semver(), "2.1.4"})
 		v.targetPath("components.containerd.installDir", c.Containerd.InstallDir)
 	}
 	if c.Runc != nil {
-		rels = append(rels, rel{"runc", &c.Runc.Release, semverPre, "1.3.0"})
+		rels = append(rels, rel{"runc", &c.Runc.Release, semverPre(), "1.3.0"})
 		v.targetPath("components.runc.path", c.Runc.Path)
 		v.keyringRef("components.runc.keyring", c.Runc.Keyring, keyrings)
 	}
 	if c.CNI != nil {
-		rels = append(rels, rel{"cni", &c.CNI.Release, semver, "1.7.1"})
+		rels = append(rels, rel{"cni", &c.CNI.Release, semver(), "1.7.1"})
 		v.targetPath("components.cni.installDir", c.CNI.InstallDir)
 		v.names("components.cni.plugins", "CNI plugin", c.CNI.Plugins, CNIPlugins)
 	}
 	if c.GVisor != nil {
-		rels = append(rels, rel{"gvisor", &c.GVisor.Release, gvisorVersion, "20250512"})
+		rels = append(rels, rel{"gvisor", &c.GVisor.Release, gvisorVersion(), "20250512"})
 		v.targetPath("components.gvisor.installDir", c.GVisor.InstallDir)
 	}
 	if c.Crictl != nil {
-		rels = append(rels, rel{"crictl", &c.Crictl.Release, semver, "1.33.0"})
+		rels = append(rels, rel{"crictl", &c.Crictl.Release, semver(), "1.33.0"})
 		v.targetPath("components.crictl.installDir", c.Crictl.InstallDir)
 	}
 	for _, r := range rels {
@@ -337,9 +337,9 @@ func (v *validator) claimFor(p, who, target string) {
 }
 
 var (
-	semver        = regexp.MustCompile(`^[0-9]+\.[0-9]+\.[0-9]+$`)
-	semverPre     = regexp.MustCompile(`^[0-9]+\.[0-9]+\.[0-9]+(-rc\.?[0-9]+)?$`)
-	gvisorVersion = regexp.MustCompile(`^20[0-9]{6}(\.[0-9]+)?$`)
+	semver        = lazyRegexp(`^[0-9]+\.[0-9]+\.[0-9]+$`)
+	semverPre     = lazyRegexp(`^[0-9]+\.[0-9]+\.[0-9]+(-rc\.?[0-9]+)?$`)
+	gvisorVersion = lazyRegexp(`^20[0-9]{6}(\.[0-9]+)?$`)
 )
 
 // CNIPlugins lists the plugins shipped in the containernetworking/plugins
@@ -366,7 +366,7 @@ func (v *validator) mirrors(ms []Mirror) {
 func (v *validator) keyrings(ks map[string]Keyring) {
 	for name, k := range ks {
 		p := keyPath("keyrings", name)
-		if !dnsLabel.MatchString(name) {
+		if !dnsLabel().MatchString(name) {
 			v.keyErrf(p, "invalid keyring name %q: use lower-case letters, digits and '-'", name)
 		}
 		switch {
@@ -545,7 +545,7 @@ func (v *validator) digest(p, d string, n int) {
 	if d == "" {
 		return
 	}
-	if len(d) != n || !hexDigits.MatchString(d) {
+	if len(d) != n || !hexDigits().MatchString(d) {
 		v.errf(p, "invalid digest: expected %d lower-case hex characters, got %d characters", n, len(d))
 	}
 }
@@ -720,10 +720,10 @@ func (v *validator) containerd(c *Containerd) {
 	}
 	for name, rt := range c.Runtimes {
 		rp := keyPath(p+".runtimes", name)
-		if !runtimeName.MatchString(name) {
+		if !runtimeName().MatchString(name) {
 			v.keyErrf(rp, "invalid runtime handler name %q: use lower-case letters, digits, '-' and '_'", name)
 		}
-		if rt.Type != "" && !runtimeType.MatchString(rt.Type) {
+		if rt.Type != "" && !runtimeType().MatchString(rt.Type) {
 			v.errf(rp+".type", "invalid runtime type %q: expected a shim name such as io.containerd.runc.v2", rt.Type)
 		}
 		v.absPath(rp+".path", rt.Path)
@@ -732,7 +732,7 @@ func (v *validator) containerd(c *Containerd) {
 	}
 	for host, reg := range c.Registries {
 		rp := keyPath(p+".registries", host)
-		if host != "_default" && !registryHost.MatchString(host) {
+		if host != "_default" && !registryHost().MatchString(host) {
 			v.keyErrf(rp, "invalid registry host %q: expected host or host:port, or _default", host)
 		}
 		if reg.Server != "" {
@@ -792,7 +792,7 @@ func (v *validator) runtimeClass(p, name string, rt Runtime) {
 	if rt.Overhead == nil && len(rt.NodeSelector) == 0 {
 		return
 	}
-	if runtimeName.MatchString(name) && !dnsLabel.MatchString(name) {
+	if runtimeName().MatchString(name) && !dnsLabel().MatchString(name) {
 		v.keyErrf(p, "runtime handler %q has overhead or nodeSelector, which go into a Kubernetes RuntimeClass, and a RuntimeClass handler must be a DNS label: lower-case letters, digits and '-', starting and ending with a letter or digit", name)
 	}
 	if o := rt.Overhead; o != nil {
@@ -806,12 +806,12 @@ func (v *validator) runtimeClass(p, name string, rt Runtime) {
 		kp := keyPath(p+".nodeSelector", key)
 		prefix, _, hasPrefix := strings.Cut(key, "/")
 		switch {
-		case !labelKey.MatchString(key):
+		case !labelKey().MatchString(key):
 			v.keyErrf(kp, "invalid label key %q: expected [prefix/]name, the name at most 63 letters, digits, '-', '_' and '.' starting and ending with a letter or digit, the prefix a DNS subdomain such as example.com", key)
 		case hasPrefix && len(prefix) > 253:
 			v.keyErrf(kp, "invalid label key: its prefix is %d characters; a DNS subdomain has at most 253", len(prefix))
 		}
-		if val := rt.NodeSelector[key]; !labelValue.MatchString(val) {
+		if val := rt.NodeSelector[key]; !labelValue().MatchString(val) {
 			v.errf(kp, "invalid label value %q: expected at most 63 letters, digits, '-', '_' and '.' starting and ending with a letter or digit, or an empty value", val)
 		}
 	}
@@ -822,23 +822,23 @@ func (v *validator) runtimeClass(p, name string, rt Runtime) {
 func (v *validator) quantity(p string, q Quantity, examples string) {
 	switch {
 	case q == "":
-	case strings.HasPrefix(string(q), "-") && resourceQuantity.MatchString(string(q[1:])):
+	case strings.HasPrefix(string(q), "-") && resourceQuantity().MatchString(string(q[1:])):
 		v.errf(p, "quantity %q is negative", q)
-	case !resourceQuantity.MatchString(string(q)):
+	case !resourceQuantity().MatchString(string(q)):
 		v.errf(p, "invalid quantity %q: expected a Kubernetes quantity such as %s (a number, optionally with a suffix n, u, m, k, M, G, T, P, E, Ki, Mi, Gi, Ti, Pi, Ei or an exponent e3)", q, examples)
 	}
 }
 
 var (
-	resourceQuantity = regexp.MustCompile(mustPattern("quantity"))
-	labelKey         = regexp.MustCompile(mustPattern("label-key"))
-	labelValue       = regexp.MustCompile(mustPattern("label-value"))
+	resourceQuantity = lazyRegexp(mustPattern("quantity"))
+	labelKey         = lazyRegexp(mustPattern("label-key"))
+	labelValue       = lazyRegexp(mustPattern("label-value"))
 )
 
 var (
-	runtimeName  = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
-	runtimeType  = regexp.MustCompile(`^[a-z0-9]+(\.[a-z0-9_-]+)+$`)
-	registryHost = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?$`)
+	runtimeName  = lazyRegexp(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+	runtimeType  = lazyRegexp(`^[a-z0-9]+(\.[a-z0-9_-]+)+$`)
+	registryHost = lazyRegexp(`^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?$`)
 )
 
 func (v *validator) files(fs []File) {
@@ -850,7 +850,7 @@ func (v *validator) files(fs []File) {
 			v.errf(p+".path", "%s is also declared by files[%d]", f.Path, j)
 		}
 		seen[f.Path] = i
-		if f.Owner != "" && !ownerSpec.MatchString(f.Owner) {
+		if f.Owner != "" && !ownerSpec().MatchString(f.Owner) {
 			v.errf(p+".owner", "invalid owner %q: expected user:group, user, or numeric ids", f.Owner)
 		}
 		switch f.Type {
@@ -890,7 +890,7 @@ func (v *validator) units(us []Unit) {
 	seen := map[string]int{}
 	for i, u := range us {
 		p := indexPath("units", i)
-		if u.Name != "" && !unitName.MatchString(u.Name) {
+		if u.Name != "" && !unitName().MatchString(u.Name) {
 			v.errf(p+".name", "invalid unit name %q: expected a name with a unit suffix such as .service", u.Name)
 		}
 		if j, dup := seen[u.Name]; dup && u.Name != "" {
@@ -919,7 +919,7 @@ func (v *validator) units(us []Unit) {
 
 func (v *validator) machineID(m *MachineID) {
 	for i, id := range m.Forbidden {
-		if !machineID.MatchString(id) {
+		if !machineID().MatchString(id) {
 			v.errf(indexPath("machineID.forbidden", i), "invalid machine id %q: expected 32 lower-case hex characters", id)
 		}
 	}
@@ -927,7 +927,7 @@ func (v *validator) machineID(m *MachineID) {
 
 func (v *validator) preflight(p *Preflight) {
 	for i, name := range p.Ignore {
-		if !probeName.MatchString(name) {
+		if !probeName().MatchString(name) {
 			v.errf(indexPath("preflight.ignore", i), "invalid probe name %q", name)
 		}
 	}
