@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync"
 
 	"github.com/nodeprov/nodeprov/fetch"
 	"github.com/nodeprov/nodeprov/spec"
@@ -24,10 +25,11 @@ func (r *run) planFetch(ctx context.Context, env *plan.Env) ([]*plan.Action, err
 	if len(r.arts) == 0 {
 		return nil, nil
 	}
-	keyrings, err := LoadKeyrings(env.Root, env.Spec.Keyrings)
-	if err != nil {
-		return nil, err
-	}
+	// Keyrings are parsed (keys read, self-signatures checked) only when
+	// an artifact is to be verified: a warm re-apply needs none.
+	keyrings := sync.OnceValues(func() (map[string]*fetch.Keyring, error) {
+		return LoadKeyrings(env.Root, env.Spec.Keyrings)
+	})
 	rec := LoadRecord(env.Root)
 	r.record = rec
 	var actions []*plan.Action
@@ -41,21 +43,30 @@ func (r *run) planFetch(ctx context.Context, env *plan.Env) ([]*plan.Action, err
 	return actions, nil
 }
 
-func (r *run) planDownload(ctx context.Context, env *plan.Env, rec *Record, keyrings map[string]*fetch.Keyring, art spec.Artifact) (*plan.Action, error) {
+func (r *run) planDownload(ctx context.Context, env *plan.Env, rec *Record, keyrings func() (map[string]*fetch.Keyring, error), art spec.Artifact) (*plan.Action, error) {
 	a := &plan.Action{Resource: "download " + art.Name}
-	req, err := Request(art, keyrings, r.o.Pins)
+	// The trust policy first: an artifact installed or cached by an
+	// earlier run is held to this run's policy too. It judges the
+	// request's sources, not their keys.
+	sources, err := Request(art, nil, r.o.Pins)
 	if err != nil {
 		return nil, err
 	}
-	// The trust policy first: an artifact installed or cached by an
-	// earlier run is held to this run's policy too.
-	if err := r.fetcher.Admit(req); err != nil {
+	if err := r.fetcher.Admit(sources); err != nil {
 		return nil, err
 	}
 	pinned, _ := PinnedDigest(art, r.o.Pins)
 	if _, ok := rec.Intact(env.Root, art, pinned); ok {
 		a.Op, a.Detail = plan.OpNone, "installed, nothing to fetch"
 		return a, nil
+	}
+	rings, err := keyrings()
+	if err != nil {
+		return nil, err
+	}
+	req, err := Request(art, rings, r.o.Pins)
+	if err != nil {
+		return nil, err
 	}
 	if req.Pinned == nil && req.Signature != nil {
 		// A detached signature covers the artifact's bytes: the digest is
@@ -223,7 +234,9 @@ func sha256Of(d fetch.Digest, path string) (string, error) {
 
 // Request turns an expanded artifact into a fetch request: pinned by the
 // spec or the lock file when possible, otherwise verified through its
-// checksum file and signatures.
+// checksum file and signatures. With nil keyrings the signature sources
+// carry no keys: enough for the trust policy (fetch.Fetcher.Admit), not
+// to verify.
 func Request(art spec.Artifact, keyrings map[string]*fetch.Keyring, pins *spec.Lock) (fetch.Request, error) {
 	req := fetch.Request{URL: art.URL, MaxSize: art.MaxSize}
 	if pin, trust := PinnedDigest(art, pins); pin != "" {
@@ -238,7 +251,7 @@ func Request(art spec.Artifact, keyrings map[string]*fetch.Keyring, pins *spec.L
 			return nil, nil
 		}
 		kr, ok := keyrings[ref.Keyring]
-		if !ok {
+		if !ok && keyrings != nil {
 			return nil, fmt.Errorf("keyring %q is not loaded", ref.Keyring)
 		}
 		return &fetch.SignatureSource{URL: ref.URL, Keyring: kr}, nil
