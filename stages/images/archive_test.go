@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
+	"context"
 	"slices"
 	"strings"
 	"testing"
@@ -66,5 +67,14 @@ func TestNames(t *testing.T) {
 		case tc.err == "" && (err != nil || !slices.Equal(got, tc.want)):
 			t.Errorf("%s: got %v, %v; want %v", tc.name, got, err, tc.want)
 		}
+	}
+}
+
+// TestListWithoutCtr: with no ctr to ask, listing fails at once, naming
+// the missing tool, even when apply would wait for containerd to start.
+func TestListWithoutCtr(t *testing.T) {
+	_, err := list(context.Background(), "/nonexistent/usr/local/bin/ctr", "/run/containerd/containerd.sock", true)
+	if err == nil || !strings.Contains(err.Error(), "there is none at /nonexistent/usr/local/bin/ctr") {
+		t.Fatalf("got %v, want an error naming the missing ctr", err)
 	}
 }

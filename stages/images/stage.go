@@ -11,7 +11,10 @@ package images
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
+	"os/exec"
 	"path"
 	"slices"
 	"strings"
@@ -148,6 +151,10 @@ func list(ctx context.Context, ctr, address string, wait bool) ([]string, error)
 		out, err := host.Command(ctx, ctr, "--address", address, "--namespace", Namespace, "images", "list", "--quiet")
 		if err == nil {
 			return strings.Fields(string(out)), nil
+		}
+		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, fs.ErrNotExist) {
+			// Waiting would not make it appear.
+			return nil, fmt.Errorf("images are imported with containerd's ctr, and there is none at %s (components.containerd installs it): %w", ctr, err)
 		}
 		if !wait || time.Now().After(deadline) {
 			return nil, fmt.Errorf("list containerd's images (is containerd running at %s?): %w", address, err)
