@@ -691,3 +691,40 @@ func TestComponentDiagnostics(t *testing.T) {
 		})
 	}
 }
+
+// TestExpandImages: image archives expand after the downloads into
+// artifacts installed in ImagesDir under their file names (mode 0644),
+// verified and mirrored like any artifact, so fetch, lock, the cache and
+// the trust policy treat them like every other; two archives with one
+// file name are refused.
+func TestExpandImages(t *testing.T) {
+	src := `mirrors:
+- {prefix: "https://images.example.com/", to: "https://mirror.internal/images/"}
+downloads:
+- {url: "https://example.com/a", path: /opt/a, sha256: ` + pinAMD64 + `}
+images:
+- {url: "https://images.example.com/v1/pause-3.10.tar?x=y", sha256: ` + pinAMD64 + `}
+- url: https://images.example.com/busybox.tar
+  checksum: {url: https://images.example.com/busybox.tar.sha256}
+`
+	as := expandSpec(t, src, "amd64")
+	if len(as) != 3 || as[1].Name != "images[0]" || as[2].Name != "images[1]" {
+		t.Fatalf("artifacts %s", dump(as))
+	}
+	for i, want := range []string{"/var/lib/nodeprov/images/pause-3.10.tar", "/var/lib/nodeprov/images/busybox.tar"} {
+		a := as[i+1]
+		if a.Install.Path != want || a.Install.Mode != 0o644 || !strings.HasPrefix(a.URL, "https://mirror.internal/images/") {
+			t.Errorf("images[%d]: %s", i, dump(a))
+		}
+	}
+	if as[1].SHA256 != pinAMD64 || as[2].Checksum == nil || as[2].Checksum.Name != "busybox.tar" {
+		t.Errorf("verification sources lost: %s", dump(as[1:]))
+	}
+	ds := diags(t, header+`images:
+- {url: "https://a.example/x/pause.tar", sha256: `+pinAMD64+`}
+- {url: "https://b.example/y/pause.tar", sha256: `+pinAMD64+`}
+`)
+	if len(ds) != 1 || !strings.Contains(ds[0], "images[1].url") {
+		t.Errorf("two archives named pause.tar: diagnostics %q, want one at images[1].url", ds)
+	}
+}
