@@ -26,6 +26,13 @@ import (
 //	            <x86_64|aarch64>/runsc and …/containerd-shim-runsc-v1 -> installDir (0755), each + .sha512
 //	crictl      https://github.com/kubernetes-sigs/cri-tools/releases/download/v<v>
 //	            crictl-v<v>-linux-<goarch>.tar.gz + .sha256 (a bare hash); member crictl -> installDir/crictl
+//	docker      https://download.docker.com/linux/static/stable (one directory for every version)
+//	            <x86_64|aarch64>/docker-<v>.tgz, no checksum file (pinned); members docker/<binary>:
+//	            dockerd, docker, docker-init, docker-proxy -> installDir; with containerd: bundled
+//	            also containerd, containerd-shim-runc-v2, ctr, runc -> bundledDir
+//	criDockerd  https://github.com/Mirantis/cri-dockerd/releases/download/v<v>
+//	            cri-dockerd-<v>.<goarch>.tgz, no checksum file (pinned); member
+//	            cri-dockerd/cri-dockerd -> installDir/cri-dockerd
 //
 // Everything here is constants or built by functions: the catalog holds no
 // mutable state.
@@ -39,11 +46,14 @@ const (
 	cniReleaseDir        = "https://github.com/containernetworking/plugins/releases/download/v%s"
 	gvisorReleaseDir     = "https://storage.googleapis.com/gvisor/releases/release/%s"
 	crictlReleaseDir     = "https://github.com/kubernetes-sigs/cri-tools/releases/download/v%s"
+	dockerReleaseDir     = "https://download.docker.com/linux/static/stable"
+	criDockerdReleaseDir = "https://github.com/Mirantis/cri-dockerd/releases/download/v%s"
 )
 
 // Default size caps of the catalog's artifacts, a few times their current
 // size (containerd ~35 MB, runc ~12 MB, CNI ~50 MB, runsc ~60 MB, the runsc
-// shim ~45 MB, crictl ~20 MB). A component's maxSize replaces them.
+// shim ~45 MB, crictl ~20 MB, Docker's static tarball ~75 MB, cri-dockerd
+// ~20 MB). A component's maxSize replaces them.
 const (
 	containerdMaxSize = 256 << 20
 	runcMaxSize       = 64 << 20
@@ -51,6 +61,8 @@ const (
 	runscMaxSize      = 256 << 20
 	runscShimMaxSize  = 128 << 20
 	crictlMaxSize     = 128 << 20
+	dockerMaxSize     = 512 << 20
+	criDockerdMaxSize = 256 << 20
 )
 
 // Arches returns the architectures the catalog knows, in nodeprov's naming
@@ -180,7 +192,10 @@ func defaulted[T any](c *T) *T {
 func releaseURL(r *Release, dirPattern, file string) string {
 	dir := r.BaseURL
 	if dir == "" {
-		dir = fmt.Sprintf(dirPattern, r.Version)
+		dir = dirPattern
+		if strings.Contains(dir, "%s") {
+			dir = fmt.Sprintf(dirPattern, r.Version)
+		}
 	}
 	return strings.TrimRight(dir, "/") + "/" + file
 }
@@ -316,8 +331,70 @@ func crictlArtifacts(c *CrictlComponent, arch string) ([]Artifact, error) {
 		sizeOr(c.MaxSize, crictlMaxSize), "", []string{"crictl"}, c.InstallDir)}, nil
 }
 
+// DockerBinaries are the members of Docker's static tarball (under docker/)
+// that are Docker's own, installed into installDir.
+var DockerBinaries = []string{"dockerd", "docker", "docker-init", "docker-proxy"}
+
+// DockerBundled are the members of Docker's static tarball that belong to
+// containerd and runc, installed into bundledDir with containerd: bundled.
+var DockerBundled = []string{"containerd", "containerd-shim-runc-v2", "ctr", "runc"}
+
+// pinnedOnly returns the spec's pin of a component whose upstream
+// publishes no checksum file, or an error saying so when arch has none.
+func pinnedOnly(r *Release, arch, who string) (string, error) {
+	if pin := r.pin(arch); pin != "" {
+		return pin, nil
+	}
+	return "", fmt.Errorf("no sha256 pin for %s: %s publishes no checksum file, so the spec must pin the digest of every architecture it installs", arch, who)
+}
+
+// dockerArtifacts expands the docker component: the static tarball, which
+// only the spec's pin verifies.
+func dockerArtifacts(c *DockerComponent, arch string) ([]Artifact, error) {
+	pin, err := pinnedOnly(&c.Release, arch, "Docker's static release")
+	if err != nil {
+		return nil, err
+	}
+	file := fmt.Sprintf("docker-%s.tgz", c.Version)
+	files := map[string]string{}
+	for _, b := range DockerBinaries {
+		files["docker/"+b] = path.Join(c.InstallDir, b)
+	}
+	if c.Containerd == "bundled" {
+		for _, b := range DockerBundled {
+			files["docker/"+b] = path.Join(c.BundledDir, b)
+		}
+	}
+	return []Artifact{{
+		Name:     "docker",
+		SpecPath: "components.docker",
+		URL:      releaseURL(&c.Release, dockerReleaseDir, gvisorArch(arch)+"/"+file),
+		SHA256:   pin,
+		MaxSize:  sizeOr(c.MaxSize, dockerMaxSize),
+		Install:  Install{Files: files},
+	}}, nil
+}
+
+// criDockerdArtifacts expands the criDockerd component: the release
+// tarball, which only the spec's pin verifies.
+func criDockerdArtifacts(c *CriDockerdComponent, arch string) ([]Artifact, error) {
+	pin, err := pinnedOnly(&c.Release, arch, "cri-dockerd's release")
+	if err != nil {
+		return nil, err
+	}
+	file := fmt.Sprintf("cri-dockerd-%s.%s.tgz", c.Version, arch)
+	return []Artifact{{
+		Name:     "criDockerd",
+		SpecPath: "components.criDockerd",
+		URL:      releaseURL(&c.Release, criDockerdReleaseDir, file),
+		SHA256:   pin,
+		MaxSize:  sizeOr(c.MaxSize, criDockerdMaxSize),
+		Install:  Install{Files: map[string]string{"cri-dockerd/cri-dockerd": path.Join(c.InstallDir, "cri-dockerd")}},
+	}}, nil
+}
+
 // componentArtifacts expands every component present, in the fixed order
-// containerd, runc, cni, gvisor, crictl, before mirrors. Components get
+// containerd, runc, cni, gvisor, crictl, docker, criDockerd, before mirrors. Components get
 // their tag defaults first, so a Node built in code expands like a loaded
 // one.
 func componentArtifacts(c *Components, arch string) ([]Artifact, error) {
@@ -340,6 +417,12 @@ func componentArtifacts(c *Components, arch string) ([]Artifact, error) {
 	}
 	if c.Crictl != nil {
 		steps = append(steps, step{"components.crictl", func() ([]Artifact, error) { return crictlArtifacts(defaulted(c.Crictl), arch) }})
+	}
+	if c.Docker != nil {
+		steps = append(steps, step{"components.docker", func() ([]Artifact, error) { return dockerArtifacts(defaulted(c.Docker), arch) }})
+	}
+	if c.CriDockerd != nil {
+		steps = append(steps, step{"components.criDockerd", func() ([]Artifact, error) { return criDockerdArtifacts(defaulted(c.CriDockerd), arch) }})
 	}
 	var out []Artifact
 	for _, s := range steps {

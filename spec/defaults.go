@@ -11,8 +11,13 @@ func applyDefaults(n *Node) {
 	if n.Containerd == nil && n.Components.Containerd != nil {
 		n.Containerd = &Containerd{}
 	}
-	if c := n.Containerd; c != nil && c.CNI.Network == "" && n.Components.CNI != nil {
+	// The CNI plugins component brings a bridge network to the node's CRI,
+	// and only to it: both would write the same conflist.
+	if c := n.Containerd; c != nil && c.CNI.Network == "" && n.Components.CNI != nil && !n.DockerCRI() {
 		c.CNI.Network = "bridge"
+	}
+	if n.DockerCRI() {
+		n.Docker.CRI.CNI.Network = dockerNetwork(n)
 	}
 	for i := range n.Files {
 		f := &n.Files[i]

@@ -14,7 +14,8 @@ import (
 // entry of downloads: into exactly one.
 type Artifact struct {
 	// Name identifies the artifact in reports: "containerd", "runc", "cni",
-	// "gvisor/runsc", "gvisor/containerd-shim-runsc-v1", "crictl", or
+	// "gvisor/runsc", "gvisor/containerd-shim-runsc-v1", "crictl", "docker",
+	// "criDockerd", or
 	// "downloads[2]".
 	Name string
 	// SpecPath is the key path of the spec entry the artifact comes from,

@@ -29,6 +29,7 @@ type Node struct {
 	Keyrings   map[string]Keyring `yaml:"keyrings" desc:"Named OpenPGP keyrings that signatures are checked against."`
 	TLS        TLS                `yaml:"tls" desc:"How downloads verify HTTPS servers: extra CA certificates for internal mirrors."`
 	Containerd *Containerd        `yaml:"containerd" desc:"containerd configuration rendered to /etc/containerd/config.toml."`
+	Docker     *Docker            `yaml:"docker" desc:"Docker Engine configuration rendered to /etc/docker/daemon.json, and cri-dockerd's when Docker is the node's CRI."`
 	Files      []File             `yaml:"files" desc:"Plain files, directories and symbolic links."`
 	Units      []Unit             `yaml:"units" desc:"systemd units and drop-ins."`
 	MachineID  MachineID          `yaml:"machineID" desc:"Checks that /etc/machine-id is present and unique to this host."`
@@ -54,6 +55,8 @@ type Components struct {
 	CNI        *CNIComponent        `yaml:"cni" desc:"CNI reference plugins (installed to /opt/cni/bin); versions 1.0.0 and later."`
 	GVisor     *GVisorComponent     `yaml:"gvisor" desc:"gVisor runsc and containerd-shim-runsc-v1 (installed to /usr/local/bin)."`
 	Crictl     *CrictlComponent     `yaml:"crictl" desc:"crictl from cri-tools (installed to /usr/local/bin)."`
+	Docker     *DockerComponent     `yaml:"docker" desc:"Docker Engine from its static release tarball (dockerd, docker, docker-init, docker-proxy installed to /usr/local/bin); Docker publishes no checksum file, so sha256 must pin it."`
+	CriDockerd *CriDockerdComponent `yaml:"criDockerd" desc:"cri-dockerd, the CRI endpoint for Docker Engine (installed to /usr/local/bin); its releases carry no checksum file, so sha256 must pin it."`
 }
 
 // Release holds what every component shares: which version, where from, an
@@ -99,6 +102,22 @@ type GVisorComponent struct {
 type CrictlComponent struct {
 	Release    `yaml:",inline"`
 	InstallDir string `yaml:"installDir" default:"/usr/local/bin" desc:"Directory that receives crictl."`
+}
+
+// DockerComponent installs Docker Engine from the static release tarball
+// (docker/ members: dockerd, docker, docker-init, docker-proxy, and the
+// bundled containerd, containerd-shim-runc-v2, ctr and runc).
+type DockerComponent struct {
+	Release    `yaml:",inline"`
+	Containerd string `yaml:"containerd" enum:"managed|bundled" default:"managed" desc:"Which containerd and runc dockerd runs on: managed uses the node's (components.containerd and components.runc, or whatever the host has) through containerd's socket, as Docker's own packages do with containerd.io; bundled installs the tarball's copies into bundledDir and lets dockerd start its private containerd from there."`
+	InstallDir string `yaml:"installDir" default:"/usr/local/bin" desc:"Directory that receives dockerd, docker, docker-init and docker-proxy."`
+	BundledDir string `yaml:"bundledDir" default:"/usr/local/lib/docker/bin" desc:"With containerd: bundled, the directory that receives the tarball's containerd, containerd-shim-runc-v2, ctr and runc; docker.service puts it first on dockerd's PATH."`
+}
+
+// CriDockerdComponent installs cri-dockerd.
+type CriDockerdComponent struct {
+	Release    `yaml:",inline"`
+	InstallDir string `yaml:"installDir" default:"/usr/local/bin" desc:"Directory that receives cri-dockerd."`
 }
 
 // Mirror rewrites a URL prefix.
@@ -180,7 +199,7 @@ type Containerd struct {
 	Registries     map[string]Registry `yaml:"registries" desc:"Registry host configuration rendered to certs.d/<host>/hosts.toml; _default applies to any host."`
 	Proxy          *Proxy              `yaml:"proxy" desc:"Proxy environment for containerd.service."`
 	Patch          Patch               `yaml:"patch" desc:"RFC 7396 merge patch over the rendered config.toml: TOML text, or a YAML mapping in which null deletes a key. A patch that overrides a value nodeprov renders from the spec is a warning."`
-	CNI            ContainerdCNI       `yaml:"cni" desc:"Pod network configuration."`
+	CNI            PodNetwork          `yaml:"cni" desc:"Pod network configuration."`
 }
 
 // Runtime is a containerd runtime handler.
@@ -238,12 +257,33 @@ type Proxy struct {
 	NoProxy []string `yaml:"noProxy" desc:"NO_PROXY entries."`
 }
 
-// ContainerdCNI configures the CRI plugin's CNI settings.
-type ContainerdCNI struct {
+// PodNetwork is the CNI configuration of a CRI: containerd's CRI plugin or
+// cri-dockerd.
+type PodNetwork struct {
 	Network string `yaml:"network" enum:"bridge|none" default:"none" desc:"bridge writes a bridge conflist; none writes nothing."`
 	Subnet  string `yaml:"subnet" default:"10.88.0.0/16" desc:"Pod subnet of the bridge network."`
 	BinDir  string `yaml:"binDir" default:"/opt/cni/bin" desc:"CNI plugin directory."`
 	ConfDir string `yaml:"confDir" default:"/etc/cni/net.d" desc:"CNI configuration directory."`
+}
+
+// Docker describes Docker Engine's daemon.json and, with cri, cri-dockerd.
+type Docker struct {
+	CgroupDriver       string            `yaml:"cgroupDriver" enum:"auto|systemd|cgroupfs" default:"auto" desc:"native.cgroupdriver of dockerd; auto uses systemd when it is PID 1 on the target, cgroupfs otherwise (as containerd.cgroupDriver does)."`
+	DataRoot           string            `yaml:"dataRoot" default:"/var/lib/docker" desc:"dockerd's persistent state directory (data-root)."`
+	RegistryMirrors    []string          `yaml:"registryMirrors" pattern:"url" desc:"Pull-through mirrors of Docker Hub (registry-mirrors), tried in order; Docker applies them to docker.io images only."`
+	InsecureRegistries []string          `yaml:"insecureRegistries" desc:"Registries (host[:port] or CIDR) dockerd may reach over plain HTTP or unverified TLS (insecure-registries)."`
+	LogDriver          string            `yaml:"logDriver" default:"json-file" desc:"Default logging driver of containers (log-driver)."`
+	LogOpts            map[string]string `yaml:"logOpts" desc:"Options of the logging driver (log-opts), e.g. max-size: 10m."`
+	Settings           map[string]any    `yaml:"settings" desc:"Further daemon.json keys, written as given over what nodeprov renders; overriding a key nodeprov renders from the spec is a warning."`
+	CRI                *DockerCRI        `yaml:"cri" desc:"Docker is the node's CRI, through cri-dockerd: its unit flags, CNI configuration and /etc/crictl.yaml."`
+}
+
+// DockerCRI configures cri-dockerd, which serves the kubelet's CRI on top
+// of dockerd.
+type DockerCRI struct {
+	Endpoint     string     `yaml:"endpoint" default:"/run/cri-dockerd.sock" desc:"Socket cri-docker.socket listens on: the kubelet's containerRuntimeEndpoint (unix://) and crictl's."`
+	SandboxImage string     `yaml:"sandboxImage" default:"registry.k8s.io/pause:3.10" pattern:"image" desc:"Pod sandbox (pause) image (--pod-infra-container-image)."`
+	CNI          PodNetwork `yaml:"cni" desc:"Pod network configuration (--cni-bin-dir, --cni-conf-dir, and the bridge conflist)."`
 }
 
 // File is a plain file, a directory or a symbolic link.

@@ -76,6 +76,9 @@ func validate(doc *Document, sink *diagSink) {
 	if n.Containerd != nil {
 		v.containerd(n.Containerd)
 	}
+	if n.Docker != nil {
+		v.docker(n)
+	}
 	v.files(n.Files)
 	v.units(n.Units)
 	v.machineID(&n.MachineID)
@@ -204,6 +207,17 @@ func (v *validator) components(c *Components, keyrings map[string]Keyring) {
 		rels = append(rels, rel{"crictl", &c.Crictl.Release, semver(), "1.33.0"})
 		v.targetPath("components.crictl.installDir", c.Crictl.InstallDir)
 	}
+	if c.Docker != nil {
+		rels = append(rels, rel{"docker", &c.Docker.Release, semver(), "28.5.2"})
+		v.targetPath("components.docker.installDir", c.Docker.InstallDir)
+		v.targetPath("components.docker.bundledDir", c.Docker.BundledDir)
+		v.requirePin("components.docker", &c.Docker.Release, "Docker publishes no checksum file for its static releases (download.docker.com/linux/static)")
+	}
+	if c.CriDockerd != nil {
+		rels = append(rels, rel{"criDockerd", &c.CriDockerd.Release, semver(), "0.4.3"})
+		v.targetPath("components.criDockerd.installDir", c.CriDockerd.InstallDir)
+		v.requirePin("components.criDockerd", &c.CriDockerd.Release, "cri-dockerd's GitHub releases publish no checksum file")
+	}
 	for _, r := range rels {
 		p := "components." + r.name
 		ver := string(r.r.Version)
@@ -233,6 +247,15 @@ func (v *validator) components(c *Components, keyrings map[string]Keyring) {
 	v.componentTargets(c)
 }
 
+// requirePin insists on a sha256 pin for a component whose upstream
+// publishes nothing to check a download against: without one, nothing
+// could verify it.
+func (v *validator) requirePin(p string, r *Release, why string) {
+	if len(r.SHA256) == 0 {
+		v.errf(p, "%s: pin the tarball's SHA-256 for each architecture the node installs, e.g. sha256: {amd64: <64 hex digits>}", why)
+	}
+}
+
 // catalogVersion checks a well-formed component version against what the
 // catalog knows about the component's releases.
 func (v *validator) catalogVersion(name, p string, c *Components) {
@@ -247,6 +270,10 @@ func (v *validator) catalogVersion(name, p string, c *Components) {
 		_, err = cniDefaultPlugins(string(c.CNI.Version))
 	case "gvisor":
 		err = checkGVisorVersion(string(c.GVisor.Version))
+	case "docker":
+		if v, ok := parseSemver(string(c.Docker.Version)); ok && v.major < 20 {
+			err = fmt.Errorf("Docker %s is not in the catalog, which knows 20.10 and later (the static tarballs with docker-init, docker-proxy and containerd-shim-runc-v2); install it with downloads:", c.Docker.Version)
+		}
 	}
 	if err != nil {
 		v.errf(p, "%v", err)
@@ -314,6 +341,18 @@ func (v *validator) componentTargets(c *Components) {
 	}
 	if c.Crictl != nil {
 		claimIn("crictl", defaulted(c.Crictl).InstallDir, "crictl")
+	}
+	if c.Docker != nil {
+		d := defaulted(c.Docker)
+		claimIn("docker", d.InstallDir, DockerBinaries...)
+		if d.Containerd == "bundled" {
+			for _, b := range DockerBundled {
+				v.claimFor("components.docker.bundledDir", "components.docker", path.Join(d.BundledDir, b))
+			}
+		}
+	}
+	if c.CriDockerd != nil {
+		claimIn("criDockerd", defaulted(c.CriDockerd).InstallDir, "cri-dockerd")
 	}
 }
 
@@ -775,13 +814,18 @@ func (v *validator) containerd(c *Containerd) {
 			v.errf(p+".patch", "patch is not valid TOML: %v", err)
 		}
 	}
-	if c.CNI.Subnet != "" {
-		if _, _, err := net.ParseCIDR(c.CNI.Subnet); err != nil {
-			v.errf(p+".cni.subnet", "invalid subnet %q: expected CIDR notation such as 10.88.0.0/16", c.CNI.Subnet)
+	v.podNetwork(p+".cni", &c.CNI)
+}
+
+// podNetwork checks the CNI settings of a CRI.
+func (v *validator) podNetwork(p string, c *PodNetwork) {
+	if c.Subnet != "" {
+		if _, _, err := net.ParseCIDR(c.Subnet); err != nil {
+			v.errf(p+".subnet", "invalid subnet %q: expected CIDR notation such as 10.88.0.0/16", c.Subnet)
 		}
 	}
-	v.targetPath(p+".cni.binDir", c.CNI.BinDir)
-	v.targetPath(p+".cni.confDir", c.CNI.ConfDir)
+	v.targetPath(p+".binDir", c.BinDir)
+	v.targetPath(p+".confDir", c.ConfDir)
 }
 
 // runtimeClass checks what a runtime handler gives its Kubernetes
