@@ -77,14 +77,69 @@ func majorVersion(v string) int {
 // builtinContents returns the built-in unit file for name, or nil when the
 // spec has none for it.
 func builtinContents(n *spec.Node, name string) ([]byte, error) {
-	c := n.Components.Containerd
-	if name != ContainerdUnitName || c == nil {
-		return nil, nil
+	switch name {
+	case ContainerdUnitName:
+		c := n.Components.Containerd
+		if c == nil {
+			return nil, nil
+		}
+		if len(c.Binaries) > 0 && !contains(c.Binaries, "containerd") {
+			return nil, fmt.Errorf("the built-in %s runs containerd, but components.containerd.binaries does not install it: add containerd to binaries or give the unit's contents", name)
+		}
+		return ContainerdUnit(c), nil
+	case DockerUnitName:
+		if n.Components.Docker == nil {
+			return nil, nil
+		}
+		return DockerUnit(n), nil
+	case DockerSocketName:
+		if n.Components.Docker == nil {
+			return nil, nil
+		}
+		return DockerSocket(), nil
+	case CriDockerUnitName:
+		if n.Components.CriDockerd == nil {
+			return nil, nil
+		}
+		if !n.DockerCRI() {
+			return nil, fmt.Errorf("the built-in %s serves the CRI that docker.cri configures (sandbox image, CNI directories), and the spec has no docker.cri: add docker: {cri: {}} or give the unit's contents", name)
+		}
+		return CriDockerUnit(n), nil
+	case CriDockerSocketName:
+		if n.Components.CriDockerd == nil || !n.DockerCRI() {
+			return nil, nil
+		}
+		return CriDockerSocket(n.Docker.CRI), nil
 	}
-	if len(c.Binaries) > 0 && !contains(c.Binaries, "containerd") {
-		return nil, fmt.Errorf("the built-in %s runs containerd, but components.containerd.binaries does not install it: add containerd to binaries or give the unit's contents", name)
+	return nil, nil
+}
+
+// impliedUnits are the built-in services whose restarts are due when
+// their configuration or binaries change, also when the spec does not
+// list them: containerd.service for a configured containerd, docker.service
+// for a configured Docker.
+func impliedUnits(n *spec.Node) []string {
+	var out []string
+	if n.Containerd != nil || n.Components.Containerd != nil {
+		out = append(out, ContainerdUnitName)
 	}
-	return ContainerdUnit(c), nil
+	if n.Docker != nil || n.Components.Docker != nil {
+		out = append(out, DockerUnitName)
+	}
+	return out
+}
+
+// configInputs are the configuration a built-in service reads at start: a
+// change below dir in this run restarts it, and file written after it
+// started (a killed run) restarts it on the next.
+func configInputs(name string) (dir, file string) {
+	switch name {
+	case ContainerdUnitName:
+		return ContainerdConfigDir, path.Join(ContainerdConfigDir, "config.toml")
+	case DockerUnitName:
+		return DockerConfigDir, path.Join(DockerConfigDir, "daemon.json")
+	}
+	return "", ""
 }
 
 func contains(list []string, s string) bool {

@@ -14,14 +14,15 @@ import (
 // Resolving units: which unit file systemd will load for each spec entry,
 // what nodeprov writes, and the drop-ins that apply.
 
-// resolveAll resolves the spec's units, plus containerd.service when the
-// spec configures containerd without listing the unit: its restarts are
-// still due when its configuration or binary changes.
+// resolveAll resolves the spec's units, plus the implied built-in services
+// (containerd.service, docker.service) the spec configures without listing
+// them: their restarts are still due when their configuration or binaries
+// change.
 func (p *planner) resolveAll() ([]*unitPlan, error) {
 	n := p.env.Spec
 	p.written = map[string]*unitPlan{}
 	out := make([]*unitPlan, len(n.Units))
-	listed := false
+	listed := map[string]bool{}
 	// Units with their own file first, so that an instance of a template
 	// the spec gives finds it; the order of actions stays the spec's.
 	for _, own := range []bool{true, false} {
@@ -34,7 +35,7 @@ func (p *planner) resolveAll() ([]*unitPlan, error) {
 				return nil, err
 			}
 			out[i] = up
-			listed = listed || u.Name == ContainerdUnitName
+			listed[u.Name] = true
 		}
 	}
 	if p.s.FirstBoot != nil {
@@ -48,8 +49,11 @@ func (p *planner) resolveAll() ([]*unitPlan, error) {
 		up.boot = true
 		out = append(out, up)
 	}
-	if !listed && (n.Containerd != nil || n.Components.Containerd != nil) {
-		up, err := p.resolve(spec.Unit{Name: ContainerdUnitName}, "implied by containerd", true)
+	for _, name := range impliedUnits(n) {
+		if listed[name] {
+			continue
+		}
+		up, err := p.resolve(spec.Unit{Name: name}, "implied by "+strings.TrimSuffix(name, ".service"), true)
 		if err != nil {
 			return nil, err
 		}

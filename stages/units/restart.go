@@ -16,6 +16,10 @@ import (
 // in this run restarts containerd.service.
 const ContainerdConfigDir = "/etc/containerd"
 
+// DockerConfigDir holds dockerd's daemon.json; a change below it in this
+// run restarts docker.service.
+const DockerConfigDir = "/etc/docker"
+
 // execSearchPath is where systemd looks up an Exec*= command given without
 // a directory (systemd 239 and later).
 func execSearchPath() []string {
@@ -139,7 +143,7 @@ func under(p, dir string) bool {
 
 // earlierReasons lists the paths changed earlier in this run that affect a
 // running unit: its unit file or drop-ins in any unit directory, the
-// programs it runs, containerd's configuration for containerd.service, and
+// programs it runs, a built-in service's configuration (configInputs), and
 // the unit's restartOn paths (files, or directories and what is below).
 func earlierReasons(name string, changed, bins, restartOn []string) []string {
 	var out []string
@@ -151,8 +155,8 @@ func earlierReasons(name string, changed, bins, restartOn []string) []string {
 				hit = hit || c == path.Join(d, t) || under(c, path.Join(d, t+".d"))
 			}
 		}
-		if name == ContainerdUnitName {
-			hit = hit || under(c, ContainerdConfigDir)
+		if dir, _ := configInputs(name); dir != "" {
+			hit = hit || under(c, dir)
 		}
 		for _, r := range restartOn {
 			hit = hit || under(c, path.Clean(r))
@@ -220,7 +224,7 @@ func (p *planner) restartReasons(u *unitPlan) []string {
 }
 
 // newerThanStart finds the unit's inputs (unit file, drop-ins, programs,
-// containerd's config.toml, restartOn files) written after the unit last
+// a built-in service's configuration file, restartOn files) written after the unit last
 // started: a run that wrote them and was killed before its restart left
 // the unit running old code or configuration, and the next run, which
 // finds nothing to change, must still restart it. A time in the future
@@ -237,8 +241,8 @@ func (p *planner) newerThanStart(u *unitPlan, bins []string) []string {
 	for _, d := range u.u.Dropins {
 		inputs = append(inputs, path.Join(SystemDir, u.name()+".d", d.Name))
 	}
-	if u.name() == ContainerdUnitName {
-		inputs = append(inputs, path.Join(ContainerdConfigDir, "config.toml"))
+	if _, file := configInputs(u.name()); file != "" {
+		inputs = append(inputs, file)
 	}
 	inputs = append(inputs, u.u.RestartOn...)
 	now := time.Now()
