@@ -1,7 +1,6 @@
 package containerd
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/url"
 	"path"
@@ -9,7 +8,6 @@ import (
 	"strings"
 
 	"github.com/nodeprov/nodeprov/spec"
-	"github.com/nodeprov/nodeprov/stages/plan"
 )
 
 // HostsFile is one registry's certs.d/<host>/hosts.toml.
@@ -115,84 +113,4 @@ func RenderProxy(p *spec.Proxy) (data []byte, secret bool) {
 func systemdEscape(s string) string {
 	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, "%", "%%", "$", "$$")
 	return r.Replace(s)
-}
-
-// RenderConflist returns the bridge network configuration: a bridge with
-// host-local IPAM on the spec's subnet, chained with portmap. containerd's
-// CRI plugin sets up the loopback interface itself with the loopback plugin
-// from the same bin_dir.
-func RenderConflist(c *spec.Containerd) ([]byte, error) {
-	conf := map[string]any{
-		"cniVersion": "1.0.0",
-		"name":       "nodeprov",
-		"plugins": []any{
-			map[string]any{
-				"type":        "bridge",
-				"bridge":      "cni0",
-				"isGateway":   true,
-				"ipMasq":      true,
-				"hairpinMode": true,
-				"ipam": map[string]any{
-					"type":   "host-local",
-					"ranges": [][]map[string]string{{{"subnet": c.CNI.Subnet}}},
-					"routes": []map[string]string{{"dst": defaultRoute(c.CNI.Subnet)}},
-				},
-			},
-			map[string]any{"type": "portmap", "capabilities": map[string]bool{"portMappings": true}},
-		},
-	}
-	data, err := json.MarshalIndent(conf, "", "  ")
-	if err != nil {
-		return nil, err
-	}
-	return append(data, '\n'), nil
-}
-
-func defaultRoute(subnet string) string {
-	if strings.Contains(subnet, ":") {
-		return "::/0"
-	}
-	return "0.0.0.0/0"
-}
-
-// RenderCrictl returns /etc/crictl.yaml pointing crictl at containerd.
-func RenderCrictl(c *spec.Containerd) []byte {
-	ep := "unix://" + c.Address
-	return []byte("# Managed by nodeprov: edits are overwritten by the next apply.\n" +
-		"runtime-endpoint: " + ep + "\nimage-endpoint: " + ep + "\ntimeout: 10\n")
-}
-
-// companionFiles plans the files that belong with a managed containerd:
-// the CNI bridge conflist (cni.network: bridge) and /etc/crictl.yaml. A
-// file the spec's files: section declares itself wins.
-func companionFiles(env *plan.Env) ([]*plan.Action, error) {
-	c := env.Spec.Containerd
-	declared := map[string]bool{}
-	for _, f := range env.Spec.Files {
-		declared[f.Path] = true
-	}
-	var actions []*plan.Action
-	add := func(resource, p string, data []byte) error {
-		if declared[p] {
-			return nil
-		}
-		a, err := plan.PlanFile(env.Root, resource, plan.FileSpec{Path: p, Data: data, Mode: 0o644})
-		if err == nil {
-			actions = append(actions, a)
-		}
-		return err
-	}
-	if c.CNI.Network == "bridge" {
-		data, err := RenderConflist(c)
-		if err != nil {
-			return nil, err
-		}
-		if err := add("cni "+CNIConflist, path.Join(c.CNI.ConfDir, CNIConflist), data); err != nil {
-			return nil, err
-		}
-	}
-	if err := add("crictl "+CrictlConfig, CrictlConfig, RenderCrictl(c)); err != nil {
-		return nil, err
-	}
-	return actions, nil
 }

@@ -6,6 +6,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/nodeprov/nodeprov/stages/cri"
+	"github.com/nodeprov/nodeprov/stages/plan"
 )
 
 func TestKubeletAgreement(t *testing.T) {
@@ -16,31 +19,31 @@ func TestKubeletAgreement(t *testing.T) {
 		wantErr, wantWarn    string
 	}{
 		{name: "agree", driver: "systemd",
-			files: map[string]string{KubeletConfig: strings.Replace(kubeadm, "%s", "systemd", 1)}},
+			files: map[string]string{cri.KubeletConfig: strings.Replace(kubeadm, "%s", "systemd", 1)}},
 		{name: "no kubelet configuration", driver: "systemd"},
 		{name: "cgroup driver disagrees", driver: "systemd",
-			files:   map[string]string{KubeletConfig: strings.Replace(kubeadm, "%s", "cgroupfs", 1)},
+			files:   map[string]string{cri.KubeletConfig: strings.Replace(kubeadm, "%s", "cgroupfs", 1)},
 			wantErr: "kubelet.cgroup-driver: /var/lib/kubelet/config.yaml sets cgroupDriver: cgroupfs, but nodeprov configures containerd with systemd (containerd.cgroupDriver: systemd in node.yaml); make them agree"},
 		{name: "a drop-in overrides config.yaml", driver: "cgroupfs",
 			files: map[string]string{
-				KubeletConfig:                            strings.Replace(kubeadm, "%s", "systemd", 1),
-				KubeletConfigDir + "/10-a.conf":          "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\ncgroupDriver: systemd\n",
-				KubeletConfigDir + "/20-cgroupfs.conf":   "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\ncgroupDriver: cgroupfs\n",
-				KubeletConfigDir + "/30-not-kubelet.txt": "cgroupDriver: systemd\n",
+				cri.KubeletConfig:                            strings.Replace(kubeadm, "%s", "systemd", 1),
+				cri.KubeletConfigDir + "/10-a.conf":          "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\ncgroupDriver: systemd\n",
+				cri.KubeletConfigDir + "/20-cgroupfs.conf":   "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\ncgroupDriver: cgroupfs\n",
+				cri.KubeletConfigDir + "/30-not-kubelet.txt": "cgroupDriver: systemd\n",
 			}},
 		{name: "the last drop-in disagrees", driver: "systemd",
 			files: map[string]string{
-				KubeletConfig:                          strings.Replace(kubeadm, "%s", "systemd", 1),
-				KubeletConfigDir + "/20-cgroupfs.conf": "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\ncgroupDriver: cgroupfs\n",
+				cri.KubeletConfig:                          strings.Replace(kubeadm, "%s", "systemd", 1),
+				cri.KubeletConfigDir + "/20-cgroupfs.conf": "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\ncgroupDriver: cgroupfs\n",
 			},
 			wantErr: "/etc/kubernetes/kubelet.conf.d/20-cgroupfs.conf sets cgroupDriver: cgroupfs"},
 		{name: "endpoint disagrees", driver: "systemd",
-			files:   map[string]string{KubeletConfig: "kind: KubeletConfiguration\ncontainerRuntimeEndpoint: unix:///run/crio/crio.sock\n"},
+			files:   map[string]string{cri.KubeletConfig: "kind: KubeletConfiguration\ncontainerRuntimeEndpoint: unix:///run/crio/crio.sock\n"},
 			wantErr: "kubelet.runtime-endpoint: /var/lib/kubelet/config.yaml sets containerRuntimeEndpoint: unix:///run/crio/crio.sock, but nodeprov configures containerd with unix:///run/containerd/containerd.sock (containerd.address in node.yaml)"},
 		{name: "endpoint without scheme agrees", driver: "systemd",
-			files: map[string]string{KubeletConfig: "kind: KubeletConfiguration\ncontainerRuntimeEndpoint: /run/containerd/containerd.sock\n"}},
+			files: map[string]string{cri.KubeletConfig: "kind: KubeletConfiguration\ncontainerRuntimeEndpoint: /run/containerd/containerd.sock\n"}},
 		{name: "ignored: a warning", driver: "systemd", ignore: "kubelet",
-			files:    map[string]string{KubeletConfig: strings.Replace(kubeadm, "%s", "cgroupfs", 1)},
+			files:    map[string]string{cri.KubeletConfig: strings.Replace(kubeadm, "%s", "cgroupfs", 1)},
 			wantWarn: `kubelet.cgroup-driver: /var/lib/kubelet/config.yaml sets cgroupDriver: cgroupfs, but nodeprov configures containerd with systemd (containerd.cgroupDriver: systemd in node.yaml); make them agree (ignored by preflight.ignore "kubelet")`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -72,11 +75,14 @@ func TestKubeletAgreement(t *testing.T) {
 // cgroupDriver auto: systemd exactly when systemd is PID 1 on the target,
 // on every cgroup layout.
 func TestAutoCgroupDriver(t *testing.T) {
-	if got := autoCgroupDriver(true); got != "systemd" {
-		t.Errorf("systemd PID 1: %s", got)
-	}
-	if got := autoCgroupDriver(false); got != "cgroupfs" {
-		t.Errorf("no systemd: %s", got)
+	for _, tt := range []struct {
+		setting string
+		pid1    bool
+		want    string
+	}{{"auto", true, "systemd"}, {"auto", false, "cgroupfs"}, {"cgroupfs", true, "cgroupfs"}, {"systemd", false, "systemd"}} {
+		if got := plan.CgroupDriver(tt.setting, tt.pid1); got != tt.want {
+			t.Errorf("CgroupDriver(%s, systemd PID 1 %v) = %s, want %s", tt.setting, tt.pid1, got, tt.want)
+		}
 	}
 	// Through ResolveTarget on image roots: systemd installed or not.
 	for _, withSystemd := range []bool{true, false} {

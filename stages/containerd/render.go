@@ -28,9 +28,6 @@ const (
 	CertsDir     = "/etc/containerd/certs.d"
 	RunscConfig  = "/etc/containerd/runsc.toml"
 	ProxyDropin  = "/etc/systemd/system/containerd.service.d/http-proxy.conf"
-	CrictlConfig = "/etc/crictl.yaml"
-	// CNIConflist is the bridge network written when cni.network is bridge.
-	CNIConflist = "10-nodeprov-bridge.conflist"
 )
 
 // Target says which containerd the config is for.

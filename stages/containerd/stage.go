@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nodeprov/nodeprov/spec"
+	"github.com/nodeprov/nodeprov/stages/cri"
 	"github.com/nodeprov/nodeprov/stages/host"
 	"github.com/nodeprov/nodeprov/stages/plan"
 )
@@ -44,8 +45,14 @@ func (Stage) Plan(ctx context.Context, env *plan.Env) ([]*plan.Action, error) {
 	if env.Doc != nil {
 		specFile = env.Doc.File
 	}
-	if err := checkKubelet(env.Root, c, target, specFile, env.Spec.Preflight, env.Warnf); err != nil {
-		return nil, err
+	if !env.Spec.DockerCRI() {
+		// With Docker as the CRI the kubelet talks to cri-dockerd, and the
+		// docker stage checks the agreement.
+		want := cri.Agreement{Runtime: "containerd", Driver: plan.CgroupDriver(c.CgroupDriver, target.SystemdCgroup),
+			DriverFrom: "containerd.cgroupDriver: " + c.CgroupDriver, Endpoint: "unix://" + c.Address, EndpointFrom: "containerd.address"}
+		if err := cri.CheckKubelet(env.Root, want, specFile, env.Spec.Preflight, env.Warnf); err != nil {
+			return nil, err
+		}
 	}
 	config, conflicts, err := RenderConfig(c, target, env.Doc)
 	if err != nil {
@@ -139,7 +146,10 @@ func (Stage) Plan(ctx context.Context, env *plan.Env) ([]*plan.Action, error) {
 	} else if a != nil {
 		actions = append(actions, a)
 	}
-	companions, err := companionFiles(env)
+	if env.Spec.DockerCRI() {
+		return actions, nil // the CNI network and crictl.yaml are cri-dockerd's
+	}
+	companions, err := cri.Companions(env, c.CNI, "unix://"+c.Address)
 	if err != nil {
 		return nil, err
 	}
@@ -217,7 +227,7 @@ func sortedRuntimes(c *spec.Containerd) []string {
 // Cgroup driver: systemd or cgroupfs as given; auto means systemd when
 // systemd is PID 1 on the target (offline: when the image has systemd
 // installed, since it will be PID 1 at boot), on any cgroup layout, and
-// cgroupfs otherwise (autoCgroupDriver).
+// cgroupfs otherwise (plan.CgroupDriver).
 func ResolveTarget(ctx context.Context, env *plan.Env) (Target, error) {
 	c := env.Spec.Containerd
 	var t Target
@@ -263,7 +273,7 @@ func ResolveTarget(ctx context.Context, env *plan.Env) (Target, error) {
 	case "cgroupfs":
 		t.SystemdCgroup = false
 	default:
-		t.SystemdCgroup = autoCgroupDriver(systemdInit(env)) == "systemd"
+		t.SystemdCgroup = plan.CgroupDriver("auto", env.SystemdPID1()) == "systemd"
 	}
 	return t, nil
 }
@@ -296,33 +306,4 @@ func installedVersion(ctx context.Context, root *host.Root) (string, error) {
 		return strings.TrimSpace(string(out)), nil
 	}
 	return "", fmt.Errorf("no containerd component and no containerd binary in /usr/local/bin or /usr/bin")
-}
-
-// systemdInit reports whether systemd is (or, for an image root, will
-// be) PID 1 on the target: live, the running host's init; offline, whether
-// the image has systemd installed.
-func systemdInit(env *plan.Env) bool {
-	if env.Live && env.Root.IsHostRoot() {
-		return host.SystemdBooted()
-	}
-	for _, p := range []string{"/usr/lib/systemd/systemd", "/lib/systemd/systemd"} {
-		if st, err := env.Root.Lstat(p); err == nil && st.Exists {
-			return true
-		}
-	}
-	return false
-}
-
-// autoCgroupDriver is what cgroupDriver: auto picks: systemd wherever
-// systemd is PID 1, whatever the cgroup layout (v2, v1 with a unified
-// hierarchy beside it, plain v1). Where systemd is init it owns the cgroup
-// tree; a second manager writing it directly (runc's cgroupfs driver, and
-// the kubelet's with it) is what the Kubernetes container-runtime guide
-// warns against, and kubeadm has defaulted the kubelet to systemd since
-// 1.22. Without systemd, cgroupfs is the only choice.
-func autoCgroupDriver(systemdPID1 bool) string {
-	if systemdPID1 {
-		return "systemd"
-	}
-	return "cgroupfs"
 }

@@ -1,4 +1,4 @@
-package containerd
+package cri
 
 import (
 	"fmt"
@@ -69,36 +69,44 @@ func kubeletSettings(root *host.Root) (map[string]kubeletSetting, error) {
 	return out, nil
 }
 
-// checkKubelet compares the kubelet's configuration in the root with what
-// nodeprov configures for containerd. A disagreement is an error naming
-// both files and both values, or a warning (through warnf) when
+// Agreement is what nodeprov configures a CRI with that the kubelet must
+// agree with, and where in the spec each value comes from.
+type Agreement struct {
+	// Runtime names the CRI in messages: "containerd", "cri-dockerd".
+	Runtime string
+	// Driver is the cgroup driver (systemd or cgroupfs), DriverFrom the
+	// setting it comes from ("containerd.cgroupDriver: auto").
+	Driver, DriverFrom string
+	// Endpoint is the CRI socket as a unix:// URL, EndpointFrom the
+	// setting it comes from.
+	Endpoint, EndpointFrom string
+}
+
+// CheckKubelet compares the kubelet's configuration in the root with what
+// nodeprov configures the node's CRI with. A disagreement is an error
+// naming both files and both values, or a warning (through warnf) when
 // preflight.ignore names the check (spec.CrossStageChecks).
-func checkKubelet(root *host.Root, c *spec.Containerd, t Target, specFile string, ignore spec.Preflight, warnf func(string, ...any)) error {
+func CheckKubelet(root *host.Root, want Agreement, specFile string, ignore spec.Preflight, warnf func(string, ...any)) error {
 	settings, err := kubeletSettings(root)
 	if err != nil {
 		return err
 	}
-	driver := "cgroupfs"
-	if t.SystemdCgroup {
-		driver = "systemd"
-	}
-	endpoint := "unix://" + c.Address
 	var errs []string
 	check := func(probe, name, ours, how string, same func(a, b string) bool) {
 		s, ok := settings[name]
 		if !ok || same(s.value, ours) {
 			return
 		}
-		msg := fmt.Sprintf("%s: %s sets %s: %s, but nodeprov configures containerd with %s (%s in %s); make them agree",
-			probe, s.file, name, s.value, ours, how, specFile)
+		msg := fmt.Sprintf("%s: %s sets %s: %s, but nodeprov configures %s with %s (%s in %s); make them agree",
+			probe, s.file, name, s.value, want.Runtime, ours, how, specFile)
 		if e, ignored := ignore.Ignores(probe); ignored {
 			warnf("%s (ignored by preflight.ignore %q)", msg, e)
 			return
 		}
 		errs = append(errs, msg)
 	}
-	check("kubelet.cgroup-driver", "cgroupDriver", driver, "containerd.cgroupDriver: "+c.CgroupDriver, func(a, b string) bool { return a == b })
-	check("kubelet.runtime-endpoint", "containerRuntimeEndpoint", endpoint, "containerd.address", func(a, b string) bool {
+	check("kubelet.cgroup-driver", "cgroupDriver", want.Driver, want.DriverFrom, func(a, b string) bool { return a == b })
+	check("kubelet.runtime-endpoint", "containerRuntimeEndpoint", want.Endpoint, want.EndpointFrom, func(a, b string) bool {
 		return strings.TrimPrefix(a, "unix://") == strings.TrimPrefix(b, "unix://")
 	})
 	if len(errs) > 0 {
