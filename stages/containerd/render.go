@@ -23,11 +23,11 @@ const Marker = "# nodeprov_managed=true"
 
 // Well-known paths.
 const (
-	ConfigPath   = "/etc/containerd/config.toml"
-	DropinGlob   = "/etc/containerd/conf.d/*.toml"
-	CertsDir     = "/etc/containerd/certs.d"
-	RunscConfig  = "/etc/containerd/runsc.toml"
-	ProxyDropin  = "/etc/systemd/system/containerd.service.d/http-proxy.conf"
+	ConfigPath  = "/etc/containerd/config.toml"
+	DropinGlob  = "/etc/containerd/conf.d/*.toml"
+	CertsDir    = "/etc/containerd/certs.d"
+	RunscConfig = "/etc/containerd/runsc.toml"
+	ProxyDropin = "/etc/systemd/system/containerd.service.d/http-proxy.conf"
 )
 
 // Target says which containerd the config is for.
