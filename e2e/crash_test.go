@@ -544,7 +544,7 @@ func printCrashTable(sc *crashScenario, rows []crashRow, cfg crashConfig, took t
 }
 
 // stagesOrder is nodeprov's stage order, for the summary line.
-var stagesOrder = []string{"preflight", "machine-id", "kernel", "fetch", "install", "files", "containerd", "units", "images"}
+var stagesOrder = []string{"preflight", "machine-id", "kernel", "fetch", "install", "files", "containerd", "docker", "units", "images"}
 
 func stageName(s string) string {
 	if s == "" {

@@ -1,5 +1,5 @@
 // Package stages runs nodeprov's pipeline on a target root: a loaded spec
-// (package spec) is planned and applied by nine stages in a fixed order,
+// (package spec) is planned and applied by ten stages in a fixed order,
 // and the outcome is a report.
 //
 //	preflight   stages/preflight   host probes, k0s sysinfo style
@@ -9,6 +9,8 @@
 //	install     stages/artifacts   artifacts from the cache into place
 //	files       stages/files       the spec's files, directories, links
 //	containerd  stages/containerd  config.toml, drop-ins, hosts.toml, CNI, crictl
+//	docker      stages/docker      daemon.json, the docker group; with docker.cri
+//	                               cri-dockerd's CNI and crictl (stages/cri)
 //	units       stages/units       systemd units, live (D-Bus) or offline
 //	images      stages/images      image archives into containerd's k8s.io
 //	                               namespace (live, once containerd runs)
@@ -19,7 +21,8 @@
 // Execute (execute.go) is the entry point: it takes the run lock, builds
 // the environment and writes the last-run record; report.go and text.go
 // are the JSON and text outputs. stages/host is the only code that touches
-// the machine; stages/archive and stages/textdiff are shared helpers. No
+// the machine; stages/archive, stages/textdiff and stages/cri are shared
+// helpers. No
 // stage package imports another (TestImportRules): the fetch and install
 // stages share one package, and what they hand each other stays in it.
 // commands.go holds the policy of lock, fetch --to, seal and sysinfo, so

@@ -11,6 +11,7 @@ import (
 
 	"github.com/nodeprov/nodeprov/stages/artifacts"
 	"github.com/nodeprov/nodeprov/stages/containerd"
+	"github.com/nodeprov/nodeprov/stages/docker"
 	"github.com/nodeprov/nodeprov/stages/files"
 	"github.com/nodeprov/nodeprov/stages/host"
 	"github.com/nodeprov/nodeprov/stages/images"
@@ -35,7 +36,7 @@ const (
 )
 
 // Order is the fixed stage order of the design.
-var Order = []string{"preflight", "machine-id", "kernel", "fetch", "install", "files", "containerd", "units", "images"}
+var Order = []string{"preflight", "machine-id", "kernel", "fetch", "install", "files", "containerd", "docker", "units", "images"}
 
 // All returns the stages of this build in their fixed order, configured
 // by o.
@@ -43,7 +44,7 @@ func All(o Options) []plan.Stage {
 	fetchStage, installStage := artifacts.New(artifacts.Options{CacheDir: o.CacheDir, Parallel: o.Parallel,
 		RequirePinned: o.RequirePinned, IdleTimeout: o.IdleTimeout, Progress: o.Progress, Pins: o.Pins, Clean: o.Mode == ModeApply,
 		Pipeline: o.Mode == ModeApply && (len(o.Stages) == 0 || slices.Contains(o.Stages, "install"))})
-	return []plan.Stage{preflight.Stage{}, machineid.Stage{}, kernel.Stage{}, fetchStage, installStage, files.Stage{}, containerd.Stage{},
+	return []plan.Stage{preflight.Stage{}, machineid.Stage{}, kernel.Stage{}, fetchStage, installStage, files.Stage{}, containerd.Stage{}, docker.Stage{},
 		units.Stage{NoBlock: o.NoBlock, FirstBoot: firstBoot(o)}, images.Stage{}}
 }
 

@@ -652,7 +652,7 @@ func (b *bench) report() {
 			continue
 		}
 		var parts []string
-		for _, st := range []string{"preflight", "machine-id", "kernel", "fetch", "install", "files", "containerd", "units", "images"} {
+		for _, st := range []string{"preflight", "machine-id", "kernel", "fetch", "install", "files", "containerd", "docker", "units", "images"} {
 			if d := b.stageStat(n, st); d >= 10*time.Millisecond {
 				parts = append(parts, st+" "+fmtDur(d))
 			}
