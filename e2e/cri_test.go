@@ -63,7 +63,24 @@ func TestPodsThroughCRI(t *testing.T) {
 // spec's components.crictl.
 func crictlRelease(t *testing.T) (baseURL, sha string) {
 	t.Helper()
-	bin := filepath.Join(cachedBuild(t, "crictl-"+art.CrictlVersion, func(dir string) error {
+	dir := t.TempDir()
+	rel, sha, err := art.PackCrictl(dir, crictlBinary(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := art.Serve(dir, art.ServerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	return srv.URL + "/" + rel, sha
+}
+
+// crictlBinary returns crictl built from the cri-tools module, once, into
+// the e2e cache.
+func crictlBinary(t *testing.T) string {
+	t.Helper()
+	return filepath.Join(cachedBuild(t, "crictl-"+art.CrictlVersion, func(dir string) error {
 		out, err := exec.Command(filepath.Join(dir, "crictl"), "--version").Output()
 		if err != nil {
 			return err
@@ -75,17 +92,6 @@ func crictlRelease(t *testing.T) (baseURL, sha string) {
 	}, func(ctx context.Context, out string, log io.Writer) error {
 		return art.BuildCrictl(ctx, out, log)
 	}), "crictl")
-	dir := t.TempDir()
-	rel, sha, err := art.PackCrictl(dir, bin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := art.Serve(dir, art.ServerOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
-	return srv.URL + "/" + rel, sha
 }
 
 // podsThroughCRI applies the pods node to a sandbox root and runs its pods

@@ -58,6 +58,13 @@ type bootOptions struct {
 	// timeout bounds the wait for systemd to finish booting; 0 is two
 	// minutes.
 	timeout time.Duration
+	// containers lets the node run containers: it gets its own cgroup in
+	// every controller hierarchy too (so that the cgroup namespace nspawn
+	// makes is rooted there and all a runtime creates is removed with the
+	// node), and the hierarchies nspawn mounts read-only on a cgroup v1
+	// host are remounted read-write inside it (nspawn does that only with
+	// user namespaces, and runc must mkdir in them).
+	containers bool
 }
 
 // nodeNamePrefix starts the machine name of every node; the node's cgroups
@@ -106,7 +113,7 @@ func startNode(t *testing.T, root string, opts bootOptions) *node {
 		t.Fatal(err)
 	}
 	defer console.Close()
-	cgroups, err := makeNodeCgroups(n.name)
+	cgroups, err := makeNodeCgroups(n.name, opts.containers)
 	n.cgroups = cgroups
 	if err != nil {
 		n.removeCgroups(t)
@@ -180,7 +187,32 @@ exec unshare --pid --fork --kill-child -- systemd-nspawn "$@"`,
 		}
 	}
 	n.started = start
+	if opts.containers {
+		n.writableCgroups(t)
+	}
 	return n
+}
+
+// writableCgroups remounts the node's controller hierarchies read-write,
+// from the host side of its mount namespace (with CAP_SYS_ADMIN there).
+func (n *node) writableCgroups(t *testing.T) {
+	t.Helper()
+	mounts, err := os.ReadFile(fmt.Sprintf("/proc/%d/mountinfo", n.leader))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(mounts), "\n") {
+		f := strings.Fields(line)
+		_, post, ok := strings.Cut(line, " - ")
+		if !ok || len(f) < 6 || !strings.HasPrefix(post, "cgroup ") || !strings.HasPrefix(f[5], "ro") {
+			continue
+		}
+		out, err := exec.Command("nsenter", "-t", strconv.Itoa(n.leader), "-m", "--",
+			"mount", "-o", "remount,bind,rw", f[4]).CombinedOutput()
+		if err != nil {
+			t.Fatalf("remount %s read-write in node %s: %v\n%s", f[4], n.name, err, out)
+		}
+	}
 }
 
 // findLeader returns the PID (on the host) of the container's PID 1 once it
@@ -459,9 +491,10 @@ func (n *node) cleanup(t *testing.T) {
 
 // makeNodeCgroups creates the node's cgroup, a child of the test process's
 // own, in the hierarchies systemd in the container manages: name=systemd
-// (cgroup v1 and hybrid hosts) and cgroup2. It returns the directories
-// created, even with an error.
-func makeNodeCgroups(name string) ([]string, error) {
+// (cgroup v1 and hybrid hosts) and cgroup2; with controllers, in every v1
+// controller hierarchy too. It returns the directories created, even with
+// an error.
+func makeNodeCgroups(name string, controllers bool) ([]string, error) {
 	own, err := os.ReadFile("/proc/self/cgroup")
 	if err != nil {
 		return nil, err
@@ -470,7 +503,7 @@ func makeNodeCgroups(name string) ([]string, error) {
 	paths := map[string]string{}
 	for _, line := range strings.Split(strings.TrimSpace(string(own)), "\n") {
 		parts := strings.SplitN(line, ":", 3)
-		if len(parts) == 3 && (parts[1] == "name=systemd" || parts[1] == "") {
+		if len(parts) == 3 && (parts[1] == "name=systemd" || parts[1] == "" || controllers) {
 			paths[parts[1]] = parts[2]
 		}
 	}
@@ -492,6 +525,8 @@ func makeNodeCgroups(name string) ([]string, error) {
 			key = ""
 		case pf[0] == "cgroup" && contains(strings.Split(pf[2], ","), "name=systemd"):
 			key = "name=systemd"
+		case pf[0] == "cgroup" && controllers:
+			key = v1Controllers(pf[2])
 		default:
 			continue
 		}
@@ -506,11 +541,33 @@ func makeNodeCgroups(name string) ([]string, error) {
 			return dirs, err
 		}
 		dirs = append(dirs, dir)
+		// A new cpuset has no CPUs and no memory nodes until given some.
+		for _, file := range []string{"cpuset.cpus", "cpuset.mems"} {
+			if v, err := os.ReadFile(filepath.Join(parent, file)); err == nil {
+				if err := os.WriteFile(filepath.Join(dir, file), v, 0o644); err != nil {
+					return dirs, err
+				}
+			}
+		}
 	}
 	if len(dirs) == 0 {
 		return nil, fmt.Errorf("no name=systemd or cgroup2 hierarchy mounted")
 	}
 	return dirs, nil
+}
+
+// v1Controllers is the /proc/self/cgroup name of the v1 hierarchy whose
+// super options are opts ("rw,cpu,cpuacct" -> "cpu,cpuacct").
+func v1Controllers(opts string) string {
+	var out []string
+	for _, o := range strings.Split(opts, ",") {
+		switch o {
+		case "rw", "ro", "relatime", "nosuid", "nodev", "noexec", "clone_children", "noprefix", "xattr":
+		default:
+			out = append(out, o)
+		}
+	}
+	return strings.Join(out, ",")
 }
 
 // sweepStaleCgroups removes node cgroups (and nspawn's state for their

@@ -29,16 +29,17 @@ const debianSuite = "bookworm"
 
 // nodePackages are installed on top of debootstrap's minbase: systemd as
 // PID 1 (systemd-sysv for poweroff and friends), dbus, cloud-init for the
-// user-data tests and iproute2 for looking at the network.
+// user-data tests, iproute2 for looking at the network and iptables for
+// the CNI bridge plugin's masquerading when pods run in the node.
 // python3-cffi-backend is only there because debootstrap's resolver does
 // not follow virtual packages: cloud-init needs python3-cryptography, which
 // depends on python3-cffi-backend-api-*, which only python3-cffi-backend
 // provides; without it the bootstrap fails in configure.
-var nodePackages = []string{"systemd", "systemd-sysv", "dbus", "cloud-init", "iproute2", "python3-cffi-backend"}
+var nodePackages = []string{"systemd", "systemd-sysv", "dbus", "cloud-init", "iproute2", "iptables", "python3-cffi-backend"}
 
 // nodeRootRecipe changes whenever buildNodeRoot changes what the root
 // holds, so that an old cached tarball is not reused.
-const nodeRootRecipe = "2"
+const nodeRootRecipe = "3"
 
 // nodeRootTarball returns the cached tarball of the Debian node root,
 // building it first if needed (see cachedBuild).
