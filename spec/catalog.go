@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -26,6 +27,11 @@ import (
 //	            <x86_64|aarch64>/runsc and …/containerd-shim-runsc-v1 -> installDir (0755), each + .sha512
 //	crictl      https://github.com/kubernetes-sigs/cri-tools/releases/download/v<v>
 //	            crictl-v<v>-linux-<goarch>.tar.gz + .sha256 (a bare hash); member crictl -> installDir/crictl
+//	kata        https://github.com/kata-containers/kata-containers/releases/download/<v> (no v)
+//	            kata-static-<v>-<goarch>.tar.zst, no checksum file (sha256 pinned in the spec);
+//	            members ./opt/kata/<m> -> installDir/<m> for bin/containerd-shim-kata-v2,
+//	            bin/kata-runtime, share/defaults/kata-containers/configuration-<hypervisor>.toml
+//	            and members:; links linkDir/<binary> -> installDir/bin/<binary>
 //
 // Everything here is constants or built by functions: the catalog holds no
 // mutable state.
@@ -39,11 +45,14 @@ const (
 	cniReleaseDir        = "https://github.com/containernetworking/plugins/releases/download/v%s"
 	gvisorReleaseDir     = "https://storage.googleapis.com/gvisor/releases/release/%s"
 	crictlReleaseDir     = "https://github.com/kubernetes-sigs/cri-tools/releases/download/v%s"
+	kataReleaseDir       = "https://github.com/kata-containers/kata-containers/releases/download/%s"
 )
 
 // Default size caps of the catalog's artifacts, a few times their current
 // size (containerd ~35 MB, runc ~12 MB, CNI ~50 MB, runsc ~60 MB, the runsc
-// shim ~45 MB, crictl ~20 MB). A component's maxSize replaces them.
+// shim ~45 MB, crictl ~20 MB, Kata's static tarball with its hypervisors,
+// guest kernels and images a few hundred MB). A component's maxSize
+// replaces them.
 const (
 	containerdMaxSize = 256 << 20
 	runcMaxSize       = 64 << 20
@@ -51,6 +60,7 @@ const (
 	runscMaxSize      = 256 << 20
 	runscShimMaxSize  = 128 << 20
 	crictlMaxSize     = 128 << 20
+	kataMaxSize       = 1 << 30
 )
 
 // Arches returns the architectures the catalog knows, in nodeprov's naming
@@ -316,8 +326,76 @@ func crictlArtifacts(c *CrictlComponent, arch string) ([]Artifact, error) {
 		sizeOr(c.MaxSize, crictlMaxSize), "", []string{"crictl"}, c.InstallDir)}, nil
 }
 
+// kataMemberPrefix is the directory of every member of Kata's static
+// release that nodeprov installs.
+const kataMemberPrefix = "opt/kata/"
+
+// kataBinaries are the release's binaries linked into linkDir: the shim
+// containerd starts for io.containerd.kata.v2, and kata-runtime (check,
+// env).
+var kataBinaries = []string{"containerd-shim-kata-v2", "kata-runtime"}
+
+// KataConfigPath is where the kata component installs the configuration
+// file of its hypervisor; kata runtime handlers without configPath use it.
+func KataConfigPath(c *KataComponent) string {
+	c = defaulted(c)
+	return path.Join(c.InstallDir, kataConfigMember(c.Hypervisor))
+}
+
+// KataRuntimePath is where the kata component installs kata-runtime.
+func KataRuntimePath(c *KataComponent) string {
+	return path.Join(defaulted(c).InstallDir, "bin", "kata-runtime")
+}
+
+// kataConfigMember is the configuration file of a hypervisor, relative to
+// opt/kata/ (configuration.toml is a symlink to the qemu one in the
+// release: never selected).
+func kataConfigMember(hypervisor string) string {
+	return "share/defaults/kata-containers/configuration-" + hypervisor + ".toml"
+}
+
+// kataMembers lists the members (relative to opt/kata/) the component
+// installs.
+func kataMembers(c *KataComponent) []string {
+	out := []string{"bin/" + kataBinaries[0], "bin/" + kataBinaries[1], kataConfigMember(c.Hypervisor)}
+	for _, m := range c.Members {
+		if m = path.Clean(strings.TrimPrefix(m, "./")); !slices.Contains(out, m) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// kataArtifacts expands the kata component: the static tarball, verified
+// only by the spec's pin (upstream publishes no checksum file), whose
+// opt/kata/ members are installed into installDir, with the shim and
+// kata-runtime linked into linkDir.
+func kataArtifacts(c *KataComponent, arch string) ([]Artifact, error) {
+	file := fmt.Sprintf("kata-static-%s-%s.tar.zst", c.Version, arch)
+	pin := c.pin(arch)
+	if pin == "" {
+		return nil, fmt.Errorf("no sha256 pinned for %s: Kata Containers publishes no checksum file for %s, so the spec must pin its digest (sha256: {%s: <64 hex digits>})", arch, file, arch)
+	}
+	files := map[string]string{}
+	for _, m := range kataMembers(c) {
+		files[kataMemberPrefix+m] = path.Join(c.InstallDir, m)
+	}
+	links := map[string]string{}
+	for _, b := range kataBinaries {
+		links[path.Join(c.LinkDir, b)] = path.Join(c.InstallDir, "bin", b)
+	}
+	return []Artifact{{
+		Name:     "kata",
+		SpecPath: "components.kata",
+		URL:      releaseURL(&c.Release, kataReleaseDir, file),
+		SHA256:   pin,
+		MaxSize:  sizeOr(c.MaxSize, kataMaxSize),
+		Install:  Install{Files: files, Links: links},
+	}}, nil
+}
+
 // componentArtifacts expands every component present, in the fixed order
-// containerd, runc, cni, gvisor, crictl, before mirrors. Components get
+// containerd, runc, cni, gvisor, crictl, kata, before mirrors. Components get
 // their tag defaults first, so a Node built in code expands like a loaded
 // one.
 func componentArtifacts(c *Components, arch string) ([]Artifact, error) {
@@ -340,6 +418,9 @@ func componentArtifacts(c *Components, arch string) ([]Artifact, error) {
 	}
 	if c.Crictl != nil {
 		steps = append(steps, step{"components.crictl", func() ([]Artifact, error) { return crictlArtifacts(defaulted(c.Crictl), arch) }})
+	}
+	if c.Kata != nil {
+		steps = append(steps, step{"components.kata", func() ([]Artifact, error) { return kataArtifacts(defaulted(c.Kata), arch) }})
 	}
 	var out []Artifact
 	for _, s := range steps {
