@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -33,6 +34,11 @@ import (
 //	criDockerd  https://github.com/Mirantis/cri-dockerd/releases/download/v<v>
 //	            cri-dockerd-<v>.<goarch>.tgz, no checksum file (pinned); member
 //	            cri-dockerd/cri-dockerd -> installDir/cri-dockerd
+//	kata        https://github.com/kata-containers/kata-containers/releases/download/<v> (no v)
+//	            kata-static-<v>-<goarch>.tar.zst, no checksum file (sha256 pinned in the spec);
+//	            members ./opt/kata/<m> -> installDir/<m> for bin/containerd-shim-kata-v2,
+//	            bin/kata-runtime, share/defaults/kata-containers/configuration-<hypervisor>.toml
+//	            and members:; links linkDir/<binary> -> installDir/bin/<binary>
 //
 // Everything here is constants or built by functions: the catalog holds no
 // mutable state.
@@ -48,12 +54,14 @@ const (
 	crictlReleaseDir     = "https://github.com/kubernetes-sigs/cri-tools/releases/download/v%s"
 	dockerReleaseDir     = "https://download.docker.com/linux/static/stable"
 	criDockerdReleaseDir = "https://github.com/Mirantis/cri-dockerd/releases/download/v%s"
+	kataReleaseDir       = "https://github.com/kata-containers/kata-containers/releases/download/%s"
 )
 
 // Default size caps of the catalog's artifacts, a few times their current
 // size (containerd ~35 MB, runc ~12 MB, CNI ~50 MB, runsc ~60 MB, the runsc
 // shim ~45 MB, crictl ~20 MB, Docker's static tarball ~75 MB, cri-dockerd
-// ~20 MB). A component's maxSize replaces them.
+// ~20 MB, Kata's static tarball with its hypervisors, guest kernels and
+// images a few hundred MB). A component's maxSize replaces them.
 const (
 	containerdMaxSize = 256 << 20
 	runcMaxSize       = 64 << 20
@@ -63,6 +71,7 @@ const (
 	crictlMaxSize     = 128 << 20
 	dockerMaxSize     = 512 << 20
 	criDockerdMaxSize = 256 << 20
+	kataMaxSize       = 1 << 30
 )
 
 // Arches returns the architectures the catalog knows, in nodeprov's naming
@@ -393,8 +402,76 @@ func criDockerdArtifacts(c *CriDockerdComponent, arch string) ([]Artifact, error
 	}}, nil
 }
 
+// kataMemberPrefix is the directory of every member of Kata's static
+// release that nodeprov installs.
+const kataMemberPrefix = "opt/kata/"
+
+// kataBinaries are the release's binaries linked into linkDir: the shim
+// containerd starts for io.containerd.kata.v2, and kata-runtime (check,
+// env).
+var kataBinaries = []string{"containerd-shim-kata-v2", "kata-runtime"}
+
+// KataConfigPath is where the kata component installs the configuration
+// file of its hypervisor; kata runtime handlers without configPath use it.
+func KataConfigPath(c *KataComponent) string {
+	c = defaulted(c)
+	return path.Join(c.InstallDir, kataConfigMember(c.Hypervisor))
+}
+
+// KataRuntimePath is where the kata component installs kata-runtime.
+func KataRuntimePath(c *KataComponent) string {
+	return path.Join(defaulted(c).InstallDir, "bin", "kata-runtime")
+}
+
+// kataConfigMember is the configuration file of a hypervisor, relative to
+// opt/kata/ (configuration.toml is a symlink to the qemu one in the
+// release: never selected).
+func kataConfigMember(hypervisor string) string {
+	return "share/defaults/kata-containers/configuration-" + hypervisor + ".toml"
+}
+
+// kataMembers lists the members (relative to opt/kata/) the component
+// installs.
+func kataMembers(c *KataComponent) []string {
+	out := []string{"bin/" + kataBinaries[0], "bin/" + kataBinaries[1], kataConfigMember(c.Hypervisor)}
+	for _, m := range c.Members {
+		if m = path.Clean(strings.TrimPrefix(m, "./")); !slices.Contains(out, m) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// kataArtifacts expands the kata component: the static tarball, verified
+// only by a pin (upstream publishes no checksum file), whose
+// opt/kata/ members are installed into installDir, with the shim and
+// kata-runtime linked into linkDir.
+func kataArtifacts(c *KataComponent, arch string) ([]Artifact, error) {
+	file := fmt.Sprintf("kata-static-%s-%s.tar.zst", c.Version, arch)
+	files := map[string]string{}
+	for _, m := range kataMembers(c) {
+		files[kataMemberPrefix+m] = path.Join(c.InstallDir, m)
+	}
+	links := map[string]string{}
+	for _, b := range kataBinaries {
+		links[path.Join(c.LinkDir, b)] = path.Join(c.InstallDir, "bin", b)
+	}
+	return []Artifact{{
+		Name:     "kata",
+		SpecPath: "components.kata",
+		URL:      releaseURL(&c.Release, kataReleaseDir, file),
+		// Validation requires a pin; an architecture the spec has none
+		// for can still be pinned by the lock file, and otherwise fails
+		// in the fetch stage for want of a digest.
+		SHA256:  c.pin(arch),
+		MaxSize: sizeOr(c.MaxSize, kataMaxSize),
+		Install: Install{Files: files, Links: links},
+	}}, nil
+}
+
 // componentArtifacts expands every component present, in the fixed order
-// containerd, runc, cni, gvisor, crictl, docker, criDockerd, before mirrors. Components get
+// containerd, runc, cni, gvisor, crictl, docker, criDockerd, kata, before
+// mirrors. Components get
 // their tag defaults first, so a Node built in code expands like a loaded
 // one.
 func componentArtifacts(c *Components, arch string) ([]Artifact, error) {
@@ -423,6 +500,9 @@ func componentArtifacts(c *Components, arch string) ([]Artifact, error) {
 	}
 	if c.CriDockerd != nil {
 		steps = append(steps, step{"components.criDockerd", func() ([]Artifact, error) { return criDockerdArtifacts(defaulted(c.CriDockerd), arch) }})
+	}
+	if c.Kata != nil {
+		steps = append(steps, step{"components.kata", func() ([]Artifact, error) { return kataArtifacts(defaulted(c.Kata), arch) }})
 	}
 	var out []Artifact
 	for _, s := range steps {

@@ -19,6 +19,17 @@ func applyDefaults(n *Node) {
 	if n.DockerCRI() {
 		n.Docker.CRI.CNI.Network = dockerNetwork(n)
 	}
+	if k := n.Components.Kata; k != nil && n.Containerd != nil {
+		// A kata handler without configPath gets the configuration the
+		// component installs, not Kata's own search path (/etc, /usr/share),
+		// which the static release does not populate.
+		for name, rt := range n.Containerd.Runtimes {
+			if rt.Type == KataRuntimeType && rt.ConfigPath == "" {
+				rt.ConfigPath = KataConfigPath(k)
+				n.Containerd.Runtimes[name] = rt
+			}
+		}
+	}
 	for i := range n.Files {
 		f := &n.Files[i]
 		if f.Mode == "" {

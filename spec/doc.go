@@ -11,8 +11,8 @@
 //   - validate.go: every rule a value must meet; defaults.go fills defaults
 //     after validation.
 //   - catalog.go, expand.go: components (containerd, runc, CNI, gVisor,
-//     crictl) expanded, with mirrors, into the plain artifacts the fetch
-//     and install stages see.
+//     crictl, Kata) expanded, with mirrors, into the plain artifacts the
+//     fetch and install stages see (files, archive members, links).
 //   - lock.go: nodeprov.lock, the pinned digests and how each was trusted.
 //   - redact.go: the one redaction every output goes through.
 //   - userdata/: cloud-init user data for first boot.

@@ -15,8 +15,7 @@ import (
 type Artifact struct {
 	// Name identifies the artifact in reports: "containerd", "runc", "cni",
 	// "gvisor/runsc", "gvisor/containerd-shim-runsc-v1", "crictl", "docker",
-	// "criDockerd", or
-	// "downloads[2]".
+	// "criDockerd", "kata", or "downloads[2]".
 	Name string
 	// SpecPath is the key path of the spec entry the artifact comes from,
 	// for diagnostics: "components.runc", "downloads[2]".
@@ -79,15 +78,19 @@ type Install struct {
 	To      string
 	Include []string
 	Strip   int
+	// Links maps absolute link paths to their absolute targets: symbolic
+	// links made once the artifact's files are in place (a binary
+	// installed under /opt linked into /usr/local/bin).
+	Links map[string]string
 }
 
-// Archive reports whether the artifact is a tar.gz archive whose members are
-// installed, rather than a file installed as is.
+// Archive reports whether the artifact is a tar.gz or tar.zst archive whose
+// members are installed, rather than a file installed as is.
 func (i Install) Archive() bool { return len(i.Files) > 0 || i.To != "" }
 
 // Expand returns the artifacts of a loaded spec for one architecture
 // ("amd64" or "arm64"): the components first, in the fixed order containerd,
-// runc, cni, gvisor, crictl, then the downloads in spec order. Mirrors are
+// runc, cni, gvisor, crictl, kata, then the downloads in spec order. Mirrors are
 // applied to every URL (artifact, checksum file, signatures); the longest
 // matching prefix wins. Expand reads n and never changes it.
 func Expand(n *Node, arch string) ([]Artifact, error) {
@@ -146,6 +149,7 @@ func downloadArtifact(d *Download, p string) Artifact {
 	default:
 		a.Install = Install{Path: d.Path, Mode: d.Mode.Perm(0o644)}
 	}
+	a.Install.Links = copyMap(d.Links)
 	return a
 }
 

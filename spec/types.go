@@ -1,6 +1,9 @@
 package spec
 
-import "strings"
+import (
+	"slices"
+	"strings"
+)
 
 // APIVersion is the only spec version this build understands.
 const APIVersion = "nodeprov/v1alpha1"
@@ -57,6 +60,7 @@ type Components struct {
 	Crictl     *CrictlComponent     `yaml:"crictl" desc:"crictl from cri-tools (installed to /usr/local/bin)."`
 	Docker     *DockerComponent     `yaml:"docker" desc:"Docker Engine from its static release tarball (dockerd, docker, docker-init, docker-proxy installed to /usr/local/bin); Docker publishes no checksum file, so sha256 must pin it."`
 	CriDockerd *CriDockerdComponent `yaml:"criDockerd" desc:"cri-dockerd, the CRI endpoint for Docker Engine (installed to /usr/local/bin); its releases carry no checksum file, so sha256 must pin it."`
+	Kata       *KataComponent       `yaml:"kata" desc:"Kata Containers static release (kata-static-<version>-<arch>.tar.zst): containerd-shim-kata-v2, kata-runtime and the chosen hypervisor's configuration installed under /opt/kata, the two binaries linked into /usr/local/bin. Upstream publishes no checksum file: sha256 must be pinned."`
 }
 
 // Release holds what every component shares: which version, where from, an
@@ -65,7 +69,7 @@ type Components struct {
 type Release struct {
 	Version Version           `yaml:"version" required:"true" desc:"Upstream release version, without a leading v."`
 	BaseURL string            `yaml:"baseURL" desc:"URL of a directory laid out like the upstream release directory (which includes the version, e.g. https://github.com/containerd/containerd/releases/download/v2.1.4); the release's file names are appended to it (for gVisor <x86_64|aarch64>/runsc). Mirrors still apply."`
-	SHA256  map[string]string `yaml:"sha256" pattern:"sha256" desc:"Pinned SHA-256 of the main artifact (containerd tarball, runc binary, CNI tarball, runsc, crictl tarball) per architecture (amd64, arm64); the checksum file is used for the others."`
+	SHA256  map[string]string `yaml:"sha256" pattern:"sha256" desc:"Pinned SHA-256 of the main artifact (containerd tarball, runc binary, CNI tarball, runsc, crictl tarball, Kata tarball) per architecture (amd64, arm64); the checksum file is used for the others. Required for kata, whose release has no checksum file."`
 	MaxSize Size              `yaml:"maxSize" desc:"Largest accepted download of each of the component's artifacts, e.g. 512Mi; the catalog's cap when absent."`
 }
 
@@ -120,6 +124,15 @@ type CriDockerdComponent struct {
 	InstallDir string `yaml:"installDir" default:"/usr/local/bin" desc:"Directory that receives cri-dockerd."`
 }
 
+// KataComponent installs Kata Containers from its static release tarball.
+type KataComponent struct {
+	Release    `yaml:",inline"`
+	Hypervisor string   `yaml:"hypervisor" enum:"qemu|clh|firecracker" default:"qemu" desc:"Hypervisor whose configuration file (share/defaults/kata-containers/configuration-<hypervisor>.toml) is installed; containerd runtimes of type io.containerd.kata.v2 without configPath use it."`
+	InstallDir string   `yaml:"installDir" default:"/opt/kata" desc:"Directory that receives the release's opt/kata/ members (bin/, share/). The release's configuration files name /opt/kata paths: change it only with configuration files of your own."`
+	LinkDir    string   `yaml:"linkDir" default:"/usr/local/bin" desc:"Directory on containerd's PATH where containerd-shim-kata-v2 and kata-runtime are linked to the installed binaries."`
+	Members    []string `yaml:"members" desc:"More regular files of the release to install, as paths under opt/kata/ (e.g. bin/qemu-system-x86_64, share/kata-containers/vmlinux-6.12.28-153): hypervisors, guest kernel and image. The release's symlinks (configuration.toml, vmlinux.container, kata-containers.img) are never installed; name the files they point at."`
+}
+
 // Mirror rewrites a URL prefix.
 type Mirror struct {
 	Prefix string `yaml:"prefix" required:"true" desc:"URL prefix to replace, e.g. https://github.com/."`
@@ -128,15 +141,16 @@ type Mirror struct {
 
 // Download is one verified artifact.
 type Download struct {
-	URL       string     `yaml:"url" required:"true" pattern:"url" desc:"Source URL (https, http or file)."`
-	SHA256    string     `yaml:"sha256" pattern:"sha256" desc:"Pinned SHA-256 digest (64 hex characters)."`
-	SHA512    string     `yaml:"sha512" pattern:"sha512" desc:"Pinned SHA-512 digest (128 hex characters)."`
-	Checksum  *Checksum  `yaml:"checksum" desc:"Checksum file to read the digest from."`
-	Signature *Signature `yaml:"signature" desc:"Detached OpenPGP signature of the artifact."`
-	Path      string     `yaml:"path" desc:"Install the artifact itself at this absolute path."`
-	Mode      Mode       `yaml:"mode" desc:"Mode of the installed file (octal string); 0644 when absent."`
-	Extract   *Extract   `yaml:"extract" desc:"Install members of a tar.gz archive."`
-	MaxSize   Size       `yaml:"maxSize" desc:"Largest accepted download, e.g. 512Mi; exceeding it is an error."`
+	URL       string            `yaml:"url" required:"true" pattern:"url" desc:"Source URL (https, http or file)."`
+	SHA256    string            `yaml:"sha256" pattern:"sha256" desc:"Pinned SHA-256 digest (64 hex characters)."`
+	SHA512    string            `yaml:"sha512" pattern:"sha512" desc:"Pinned SHA-512 digest (128 hex characters)."`
+	Checksum  *Checksum         `yaml:"checksum" desc:"Checksum file to read the digest from."`
+	Signature *Signature        `yaml:"signature" desc:"Detached OpenPGP signature of the artifact."`
+	Path      string            `yaml:"path" desc:"Install the artifact itself at this absolute path."`
+	Mode      Mode              `yaml:"mode" desc:"Mode of the installed file (octal string); 0644 when absent."`
+	Extract   *Extract          `yaml:"extract" desc:"Install members of a tar.gz or tar.zst archive."`
+	Links     map[string]string `yaml:"links" desc:"Symbolic links created once the artifact is installed: absolute link path to absolute target, e.g. /usr/local/bin/tool: /opt/tool/bin/tool. Existing links to another target and regular files are replaced; drift is reported."`
+	MaxSize   Size              `yaml:"maxSize" desc:"Largest accepted download, e.g. 512Mi; exceeding it is an error."`
 }
 
 // Image is a container image archive (docker save / skopeo docker-archive,
@@ -207,13 +221,32 @@ type Runtime struct {
 	Type                         string            `yaml:"type" required:"true" desc:"runtime_type, e.g. io.containerd.runc.v2, io.containerd.runsc.v1, io.containerd.kata.v2."`
 	Path                         string            `yaml:"path" desc:"Shim binary path, when not on PATH."`
 	BinaryName                   string            `yaml:"binaryName" desc:"OCI runtime binary for the runc shim (e.g. runsc through io.containerd.runc.v2)."`
-	ConfigPath                   string            `yaml:"configPath" desc:"Runtime configuration file (runsc.toml, Kata configuration.toml)."`
+	ConfigPath                   string            `yaml:"configPath" desc:"Runtime configuration file (runsc.toml, Kata configuration.toml). A handler of type io.containerd.kata.v2 without it uses the configuration components.kata installs for its hypervisor, when that component is present."`
 	PodAnnotations               []string          `yaml:"podAnnotations" desc:"Pod annotations passed to the runtime."`
 	PrivilegedWithoutHostDevices bool              `yaml:"privilegedWithoutHostDevices" desc:"Do not expose host devices to privileged containers."`
 	Options                      map[string]any    `yaml:"options" desc:"Free-form runtime options."`
 	RunscConfig                  map[string]string `yaml:"runscConfig" desc:"gVisor only: runsc flags (without leading dashes) rendered into runsc.toml, e.g. network: none."`
 	Overhead                     *RuntimeOverhead  `yaml:"overhead" desc:"Resources a pod's sandbox on this handler uses beyond its containers' requests: the overhead.podFixed of the handler's Kubernetes RuntimeClass (nodeprov runtimeclasses); containerd does not read it."`
 	NodeSelector                 map[string]string `yaml:"nodeSelector" keyPattern:"label-key" pattern:"label-value" desc:"Node labels for the scheduling.nodeSelector of the handler's Kubernetes RuntimeClass (nodeprov runtimeclasses): pods of the class are scheduled only to nodes with these labels; containerd does not read it."`
+}
+
+// KataRuntimeType is the runtime_type of Kata Containers' shim v2.
+const KataRuntimeType = "io.containerd.kata.v2"
+
+// KataRuntimes returns the names of the containerd runtime handlers of
+// type KataRuntimeType, sorted.
+func (n *Node) KataRuntimes() []string {
+	if n.Containerd == nil {
+		return nil
+	}
+	var out []string
+	for name, rt := range n.Containerd.Runtimes {
+		if rt.Type == KataRuntimeType {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // RuntimeOverhead is the fixed per-pod overhead of a runtime handler, in

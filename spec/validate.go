@@ -218,6 +218,10 @@ func (v *validator) components(c *Components, keyrings map[string]Keyring) {
 		v.targetPath("components.criDockerd.installDir", c.CriDockerd.InstallDir)
 		v.requirePin("components.criDockerd", &c.CriDockerd.Release, "cri-dockerd's GitHub releases publish no checksum file")
 	}
+	if c.Kata != nil {
+		rels = append(rels, rel{"kata", &c.Kata.Release, semver(), "3.32.0"})
+		v.kata(c.Kata)
+	}
 	for _, r := range rels {
 		p := "components." + r.name
 		ver := string(r.r.Version)
@@ -353,6 +357,55 @@ func (v *validator) componentTargets(c *Components) {
 	}
 	if c.CriDockerd != nil {
 		claimIn("criDockerd", defaulted(c.CriDockerd).InstallDir, "cri-dockerd")
+	}
+	if c.Kata != nil {
+		k := defaulted(c.Kata)
+		claimIn("kata", k.InstallDir, kataMembers(k)...)
+		for _, b := range kataBinaries {
+			v.claimFor("components.kata.linkDir", "components.kata", path.Join(k.LinkDir, b))
+		}
+	}
+}
+
+// kata checks the kata component's own fields. Its release has no
+// checksum file, so a pin is the only way to verify it.
+func (v *validator) kata(k *KataComponent) {
+	const p = "components.kata"
+	v.targetPath(p+".installDir", k.InstallDir)
+	v.targetPath(p+".linkDir", k.LinkDir)
+	if len(k.SHA256) == 0 {
+		ver := string(k.Version)
+		if ver == "" {
+			ver = "<version>"
+		}
+		v.errf(p+".sha256", "Kata Containers publishes no checksum file next to kata-static-<version>-<arch>.tar.zst, so nodeprov cannot verify it without a pin: set sha256 per architecture, e.g. sha256: {amd64: <sha256sum of kata-static-%s-amd64.tar.zst>}", ver)
+	}
+	for i, m := range k.Members {
+		mp := indexPath(p+".members", i)
+		v.member(mp, m)
+		if strings.HasPrefix(path.Clean(strings.TrimPrefix(m, "./")), kataMemberPrefix) {
+			v.errf(mp, "write members relative to opt/kata/: %q", strings.TrimPrefix(path.Clean(strings.TrimPrefix(m, "./")), kataMemberPrefix))
+		}
+	}
+}
+
+// links checks the symbolic links of a download: absolute link paths
+// nodeprov may write, claimed like install targets, to absolute targets.
+func (v *validator) links(p string, links map[string]string) {
+	for _, l := range slices.Sorted(maps.Keys(links)) {
+		lp := keyPath(p, l)
+		v.targetPath(lp, l)
+		v.claim(lp, l)
+		switch t := links[l]; {
+		case t == "":
+			v.errf(lp, "link %s needs a target", l)
+		case !strings.HasPrefix(t, "/"):
+			v.errf(lp, "link target %q must be absolute (it is resolved inside the target root)", t)
+		case strings.ContainsRune(t, 0):
+			v.errf(lp, "link target contains a NUL byte")
+		case t == l:
+			v.errf(lp, "link %s points at itself", l)
+		}
 	}
 }
 
@@ -511,6 +564,7 @@ func (v *validator) downloads(ds []Download, keyrings map[string]Keyring) {
 			}
 			v.extract(p+".extract", d.Extract)
 		}
+		v.links(p+".links", d.Links)
 	}
 }
 

@@ -197,7 +197,7 @@ func unhandled(n *spec.Node, selected []plan.Stage, firstBoot bool) []string {
 	check("kernel", len(n.Kernel.Modules)+len(n.Kernel.Sysctl) > 0, "kernel")
 	check("files", len(n.Files) > 0, "files")
 	c := n.Components
-	artifacts := len(n.Downloads) > 0 || c.Containerd != nil || c.Runc != nil || c.CNI != nil || c.GVisor != nil || c.Crictl != nil
+	artifacts := len(n.Downloads) > 0 || c.Containerd != nil || c.Runc != nil || c.CNI != nil || c.GVisor != nil || c.Crictl != nil || c.Kata != nil
 	check("fetch", artifacts, "downloads and components")
 	check("install", artifacts, "downloads and components")
 	check("units", len(n.Units) > 0, "units")

@@ -332,11 +332,12 @@ func runSeal(ctx context.Context, args []string, s ioSet) int {
 }
 
 func runSysinfo(ctx context.Context, args []string, s ioSet) int {
-	fs := newFlags("sysinfo", "sysinfo [flags]", "  nodeprov sysinfo\n  nodeprov sysinfo -o json --ignore kernel.config.CONFIG_NETFILTER_XT_MATCH_IPVS", s)
+	fs := newFlags("sysinfo", "sysinfo [flags]", "  nodeprov sysinfo\n  nodeprov sysinfo --kata\n  nodeprov sysinfo -o json --ignore kernel.config.CONFIG_NETFILTER_XT_MATCH_IPVS", s)
 	out := addOutput(fs)
 	root := fs.String("root", "/", "target root; probes of live host state are deferred unless it is /")
 	live := fs.String("live", "auto", "probe live host state: auto (when --root is /), yes, no")
 	ignore := fs.String("ignore", "", "comma-separated probe names (or dotted prefixes) whose failure only warns")
+	kata := fs.Bool("kata", false, "also probe what Kata Containers needs (KVM, CPU virtualization, vhost modules), as required")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return parseExit(err)
@@ -346,7 +347,7 @@ func runSysinfo(ctx context.Context, args []string, s ioSet) int {
 		fs.Usage()
 		return exitInvalid
 	}
-	rep, err := stages.Sysinfo(ctx, stages.SysinfoOptions{RootDir: *root, Live: liveOpt, Ignore: splitList(*ignore)})
+	rep, err := stages.Sysinfo(ctx, stages.SysinfoOptions{RootDir: *root, Live: liveOpt, Ignore: splitList(*ignore), Kata: *kata})
 	if err != nil {
 		fmt.Fprintf(s.err, "sysinfo: %v\n", err)
 		return exitInvalid

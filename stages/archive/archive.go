@@ -1,14 +1,22 @@
-// Package archive installs members of gzip-compressed tar archives (upstream
-// release tarballs such as containerd's, the CNI plugins' and crictl's) into
-// a host.Root, treating every archive as hostile until it has been checked.
+// Package archive installs members of compressed tar archives (upstream
+// release tarballs such as containerd's, the CNI plugins' and crictl's,
+// gzip-compressed, and Kata Containers' kata-static .tar.zst) into a
+// host.Root, treating every archive as hostile until it has been checked.
 //
 // The rules, applied to every archive:
 //
-//   - Only gzip-compressed tar is accepted (.tar.gz, .tgz); an uncompressed
-//     tar or anything else is refused by its magic bytes. Concatenated gzip
-//     members are one stream, as gzip(1) reads them. A truncated or corrupt
-//     gzip stream, bytes after the last gzip member, and non-zero data after
-//     the tar end-of-archive marker (hidden entries) are refused.
+//   - Only gzip- or zstd-compressed tar is accepted (.tar.gz, .tgz,
+//     .tar.zst), told apart by their magic bytes, never by a name; an
+//     uncompressed tar or anything else is refused. Concatenated gzip
+//     members are one stream, as gzip(1) reads them; so are consecutive
+//     zstd frames, and zstd's skippable frames after the first frame are
+//     skipped, as zstd(1) does. A truncated or corrupt stream (checksums
+//     are verified when the stream carries them), bytes after the last
+//     gzip member or zstd frame, and non-zero data after the tar
+//     end-of-archive marker (hidden entries) are refused.
+//   - A zstd frame may not ask for a window above 16 MiB (zstd's levels up
+//     to 19 use at most 8 MiB), so a hostile frame header cannot make the
+//     decoder allocate gigabytes; decoding runs on the reading goroutine.
 //   - Every entry's name, selected or not, must be relative, free of NUL
 //     bytes, at most 1024 bytes long and without any ".." component (even one
 //     that cleaning would cancel, like "bin/../ctr"). A leading "./",
@@ -89,11 +97,12 @@ type Limits struct {
 	// MaxMemberSize is the largest declared size of any one entry.
 	MaxMemberSize int64
 	// MaxTotalSize bounds both the sum of the entries' declared sizes and
-	// the number of bytes decompressed from the gzip stream.
+	// the number of bytes decompressed from the gzip or zstd stream.
 	MaxTotalSize int64
 	// MaxCompressionRatio is the largest ratio of decompressed to compressed
 	// bytes, checked once more than 1 MiB has been decompressed. Release
-	// tarballs of binaries compress about 3:1; a gzip bomb about 1000:1.
+	// tarballs of binaries compress about 3:1; a gzip bomb about 1000:1
+	// (a zstd bomb far more).
 	MaxCompressionRatio int
 }
 

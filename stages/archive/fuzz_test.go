@@ -14,7 +14,7 @@ import (
 // (the source never fails); every accepted member must obey the rules.
 func FuzzPlan(f *testing.F) {
 	for _, b := range [][]byte{
-		containerdRelease(f), cniRelease(f), crictlRelease(f),
+		containerdRelease(f), cniRelease(f), crictlRelease(f), kataRelease(f),
 		tgz(f, file("a", 0o4755, "x"), symlink("b", "/etc"), file("b/c", 0o644, "y")),
 		tarBytes(f, file("plain", 0o644, "tar")),
 		concatGzip(f, tarBytes(f, file("a", 0o755, "aaa"), file("b", 0o644, "bbb"))),
@@ -24,7 +24,7 @@ func FuzzPlan(f *testing.F) {
 		f.Add(b)
 	}
 	for _, tt := range hostileCorpus() {
-		if strings.HasPrefix(tt.name, "gzip bomb") || tt.name == "huge member count" || tt.name == "sizes add up past the total limit" {
+		if strings.Contains(tt.name, "bomb") || tt.name == "huge member count" || tt.name == "sizes add up past the total limit" {
 			continue // streamed and large; the fuzzer finds small bombs itself
 		}
 		rc, err := tt.open(f, "/outside")()

@@ -78,7 +78,7 @@ func hostileCorpus() []hostileCase {
 	const gib = 1 << 30
 	bin := file("bin/containerd", 0o755, "containerd binary")
 	ctr := file("bin/ctr", 0o755, "ctr binary")
-	return []hostileCase{
+	cases := []hostileCase{
 		// Names.
 		{name: "path traversal", sel: selContainerd,
 			open: entries(bin, ctr, file("../../etc/passwd", 0o644, "root::0:0::/:/bin/sh")),
@@ -267,13 +267,13 @@ func hostileCorpus() []hostileCase {
 			want: []string{`archive: data after the end of the tar archive`}},
 		{name: "non-gzip garbage", sel: selContainerd,
 			open: archive(func(testing.TB, string) []byte { return []byte("<html>404 Not Found</html>") }),
-			want: []string{`archive: not a gzip-compressed tar archive (starts with 3c 68 74 6d 6c 3e 34 30)`}},
+			want: []string{`archive: not a gzip- or zstd-compressed tar archive (starts with 3c 68 74 6d 6c 3e 34 30)`}},
 		{name: "uncompressed tar", sel: selContainerd,
 			open: archive(func(t testing.TB, _ string) []byte { return tarBytes(t, bin, ctr) }),
-			want: []string{`archive: uncompressed tar archive: only gzip-compressed tar (.tar.gz, .tgz) is accepted`}},
+			want: []string{`archive: uncompressed tar archive: only gzip- or zstd-compressed tar (.tar.gz, .tgz, .tar.zst) is accepted`}},
 		{name: "empty file", sel: selContainerd,
 			open: archive(func(testing.TB, string) []byte { return nil }),
-			want: []string{`archive: empty file, not a gzip-compressed tar archive`}},
+			want: []string{`archive: empty file, not a compressed tar archive`}},
 		{name: "gzip of garbage", sel: selContainerd,
 			open: archive(func(t testing.TB, _ string) []byte { return gz(t, bytes.Repeat([]byte("garbage!"), 200)) }),
 			want: []string{`archive: invalid tar stream: archive/tar: invalid tar header`}},
@@ -298,6 +298,7 @@ func hostileCorpus() []hostileCase {
 			open: archive(func(t testing.TB, _ string) []byte { return cniRelease(t) }),
 			want: []string{`archive: no regular files to install under /opt/cni/bin with strip 1; the archive has "LICENSE"`}},
 	}
+	return append(cases, zstdCorpus()...)
 }
 
 // TestHostile runs the corpus through Plan and Install: each is refused

@@ -136,6 +136,7 @@ func (s *scanner) run(r io.Reader, onFile func(m *Member, data io.Reader) error)
 	if err != nil {
 		return nil, err
 	}
+	defer st.close()
 	s.st = st
 	tr := tar.NewReader(st)
 	last := ""

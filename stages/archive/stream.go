@@ -3,17 +3,13 @@ package archive
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
-
-	"github.com/klauspost/compress/flate"
-	"github.com/klauspost/compress/gzip"
 )
 
 // source reads the compressed archive, counting bytes and remembering the
 // first error of the reader itself (or of the context), so that it can be
-// told apart from errors in the archive's contents: compress/flate wraps
+// told apart from errors in the archive's contents: the decompressors wrap
 // read errors without Unwrap.
 type source struct {
 	ctx context.Context
@@ -43,24 +39,34 @@ func (s *source) sourceError() error {
 	return fmt.Errorf("read archive: %w", s.err)
 }
 
-// stream is the decompressed tar stream of a gzip-compressed archive,
-// enforcing the decompressed-size and compression-ratio limits.
+// decompressor is one compression format's reader over the buffered
+// source. Read returns io.EOF only at a clean end of the compressed data
+// with nothing but end of input after it; every other problem is an *Error
+// (or the source's own error).
+type decompressor interface {
+	io.Reader
+	close()
+}
+
+// stream is the decompressed tar stream of a compressed archive,
+// enforcing the decompressed-size and compression-ratio limits whatever
+// the format.
 type stream struct {
 	src *source
-	br  *bufio.Reader
-	z   gzip.Reader
+	dec decompressor
 	lim Limits
 	out int64 // decompressed bytes
-	eof bool
 	err error // sticky
 }
 
-// gzip magic bytes (RFC 1952).
+// Magic bytes of the accepted formats: gzip (RFC 1952) and a zstd frame
+// (RFC 8878).
 const (
-	gzipID1 = 0x1f
-	gzipID2 = 0x8b
+	gzipMagic = "\x1f\x8b"
+	zstdMagic = "\x28\xb5\x2f\xfd"
 )
 
+// newStream detects the format by its magic bytes, never by a file name.
 func newStream(src *source, lim Limits) (*stream, error) {
 	br := bufio.NewReaderSize(src, 32<<10)
 	// A ustar header has "ustar" at offset 257.
@@ -68,75 +74,50 @@ func newStream(src *source, lim Limits) (*stream, error) {
 	if src.err != nil {
 		return nil, src.sourceError()
 	}
-	if len(head) < 2 || head[0] != gzipID1 || head[1] != gzipID2 {
-		switch {
-		case len(head) == 0:
-			return nil, &Error{Reason: "empty file, not a gzip-compressed tar archive"}
-		case len(head) >= 262 && string(head[257:262]) == "ustar":
-			return nil, &Error{Reason: "uncompressed tar archive: only gzip-compressed tar (.tar.gz, .tgz) is accepted"}
-		}
-		return nil, &Error{Reason: fmt.Sprintf("not a gzip-compressed tar archive (starts with % x)", head[:min(len(head), 8)])}
+	var (
+		dec decompressor
+		err error
+	)
+	switch {
+	case hasPrefix(head, gzipMagic):
+		dec, err = newGzip(src, br)
+	case hasPrefix(head, zstdMagic):
+		dec, err = newZstd(src, br)
+	case len(head) == 0:
+		return nil, &Error{Reason: "empty file, not a compressed tar archive"}
+	case len(head) >= 262 && string(head[257:262]) == "ustar":
+		return nil, &Error{Reason: "uncompressed tar archive: only gzip- or zstd-compressed tar (.tar.gz, .tgz, .tar.zst) is accepted"}
+	default:
+		return nil, &Error{Reason: fmt.Sprintf("not a gzip- or zstd-compressed tar archive (starts with % x)", head[:min(len(head), 8)])}
 	}
-	s := &stream{src: src, br: br, lim: lim}
-	if err := s.startMember(); err != nil {
+	if err != nil {
 		return nil, err
 	}
-	return s, nil
+	return &stream{src: src, dec: dec, lim: lim}, nil
 }
 
-// startMember reads the header of the gzip member at the current position.
-func (s *stream) startMember() error {
-	if err := s.z.Reset(s.br); err != nil {
-		return s.gzipError(err)
-	}
-	// Read members one at a time so that what follows each is checked here.
-	s.z.Multistream(false)
-	return nil
+func hasPrefix(b []byte, magic string) bool {
+	return len(b) >= len(magic) && string(b[:len(magic)]) == magic
 }
 
 func (s *stream) Read(p []byte) (int, error) {
 	if s.err != nil {
 		return 0, s.err
 	}
-	for !s.eof {
-		n, err := s.z.Read(p)
-		s.out += int64(n)
-		if lerr := s.checkLimits(); lerr != nil {
-			s.err = lerr
-			return 0, lerr
-		}
-		if err == io.EOF {
-			err = s.nextMember()
-		} else if err != nil {
-			err = s.gzipError(err)
-		}
-		if err != nil {
-			s.err = err
-			return n, err
-		}
-		if n > 0 || len(p) == 0 {
-			return n, nil
-		}
+	n, err := s.dec.Read(p)
+	s.out += int64(n)
+	if lerr := s.checkLimits(); lerr != nil {
+		s.err = lerr
+		return 0, lerr
 	}
-	return 0, io.EOF
+	if err != nil {
+		s.err = err
+	}
+	return n, err
 }
 
-// nextMember is called at the end of a gzip member: the input must end
-// there or another gzip member must follow.
-func (s *stream) nextMember() error {
-	next, _ := s.br.Peek(2)
-	switch {
-	case s.src.err != nil:
-		return s.src.sourceError()
-	case len(next) == 0:
-		s.eof = true
-		return nil
-	case len(next) < 2 || next[0] != gzipID1 || next[1] != gzipID2:
-		offset := s.src.n - int64(s.br.Buffered())
-		return &Error{Reason: fmt.Sprintf("trailing garbage after the gzip stream at byte %d", offset)}
-	}
-	return s.startMember()
-}
+// close releases the decompressor's buffers.
+func (s *stream) close() { s.dec.close() }
 
 // checkLimits enforces MaxTotalSize and MaxCompressionRatio on the bytes
 // decompressed so far.
@@ -149,24 +130,6 @@ func (s *stream) checkLimits() error {
 		return &Error{Reason: fmt.Sprintf("compression ratio exceeds %d:1 after %d decompressed bytes (a decompression bomb?)", r, s.out)}
 	}
 	return nil
-}
-
-// gzipError turns an error of the gzip reader into an *Error.
-func (s *stream) gzipError(err error) error {
-	var corrupt flate.CorruptInputError
-	switch {
-	case s.src.err != nil:
-		return s.src.sourceError()
-	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
-		return &Error{Reason: "truncated gzip stream"}
-	case errors.Is(err, gzip.ErrChecksum):
-		return &Error{Reason: "corrupt gzip stream (checksum mismatch)"}
-	case errors.Is(err, gzip.ErrHeader):
-		return &Error{Reason: "invalid gzip header"}
-	case errors.As(err, &corrupt):
-		return &Error{Reason: "corrupt gzip stream", Err: err}
-	}
-	return &Error{Reason: "decompress", Err: err}
 }
 
 // drain reads what is left of the stream after the tar end-of-archive

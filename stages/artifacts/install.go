@@ -7,7 +7,9 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"path"
 	"runtime"
 	"slices"
 	"sort"
@@ -61,6 +63,11 @@ func (r *run) planInstall(ctx context.Context, env *plan.Env) ([]*plan.Action, e
 		}
 	}
 	markParallel(actions)
+	links, err := planLinks(env.Root, r.arts)
+	if err != nil {
+		return nil, err
+	}
+	actions = append(actions, links...)
 
 	for name := range old.Artifacts {
 		if _, ok := next.Artifacts[name]; !ok && !inSpec(r.arts, name) {
@@ -68,6 +75,34 @@ func (r *run) planInstall(ctx context.Context, env *plan.Env) ([]*plan.Action, e
 		}
 	}
 	return append(actions, recordAction(env.Root, old, next, actions)), nil
+}
+
+// planLinks plans the symbolic links of every artifact, in spec order.
+// They come after the installs (which run in parallel) and are not
+// parallel themselves, so a link is made once the file it points at is in
+// place; each is root-confined and replaced atomically like any file.
+func planLinks(root *host.Root, arts []spec.Artifact) ([]*plan.Action, error) {
+	var out []*plan.Action
+	for _, art := range arts {
+		for _, l := range slices.Sorted(maps.Keys(art.Install.Links)) {
+			target := art.Install.Links[l]
+			a, err := plan.PlanSymlink(root, "link "+l, l, target)
+			if err != nil {
+				return nil, fmt.Errorf("%s: link %s: %w", art.SpecPath, l, err)
+			}
+			if a.Run != nil {
+				link := a.Run
+				a.Run = func(ctx context.Context) error {
+					if err := root.MkdirAll(path.Dir(l), 0o755); err != nil {
+						return err
+					}
+					return link(ctx)
+				}
+			}
+			out = append(out, a)
+		}
+	}
+	return out, nil
 }
 
 // markParallel lets installs run concurrently unless a target of one is, or

@@ -153,7 +153,8 @@ func (Stage) Plan(ctx context.Context, env *plan.Env) ([]*plan.Action, error) {
 	if err != nil {
 		return nil, err
 	}
-	return append(actions, companions...), nil
+	actions = append(actions, companions...)
+	return append(actions, kataChecks(ctx, env)...), nil
 }
 
 // planManaged plans a TOML file that carries the managed marker. An

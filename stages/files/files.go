@@ -65,7 +65,7 @@ func planSpecFile(root *host.Root, f spec.File) (*plan.Action, error) {
 	case "directory":
 		return planDir(root, f.Path, f.Mode.Perm(0o755), uid, gid)
 	case "symlink":
-		return planSymlink(root, f.Path, f.Target)
+		return plan.PlanSymlink(root, "symlink "+f.Path, f.Path, f.Target)
 	}
 	data, err := decodeContents(f)
 	if err != nil {
@@ -99,28 +99,6 @@ func planDir(root *host.Root, p string, mode fs.FileMode, uid, gid int) (*plan.A
 	a.Op = plan.OpNone
 	if len(changes) > 0 {
 		a.Op, a.Run, a.Detail = plan.OpUpdate, run, strings.Join(changes, ", ")
-	}
-	return a, nil
-}
-
-func planSymlink(root *host.Root, p, target string) (*plan.Action, error) {
-	st, err := root.Lstat(p)
-	if err != nil {
-		return nil, err
-	}
-	a := &plan.Action{Resource: "symlink " + p, Paths: []string{p}, Detail: "-> " + target}
-	run := func(context.Context) error { return root.Symlink(target, p) }
-	switch {
-	case !st.Exists:
-		a.Op, a.Run = plan.OpCreate, run
-	case st.Type == fs.ModeSymlink && st.LinkTarget == target:
-		a.Op = plan.OpNone
-	case st.Type == fs.ModeSymlink:
-		a.Op, a.Run, a.Detail = plan.OpUpdate, run, fmt.Sprintf("-> %s (was -> %s)", target, st.LinkTarget)
-	case st.Type == 0:
-		a.Op, a.Run, a.Detail = plan.OpUpdate, run, fmt.Sprintf("replace regular file with link -> %s", target)
-	default:
-		return nil, fmt.Errorf("exists and is a %s; nodeprov does not replace it with a symlink", describeType(st.Type))
 	}
 	return a, nil
 }

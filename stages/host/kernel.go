@@ -300,3 +300,38 @@ func (k *Kernel) modprobe() (string, error) {
 	}
 	return "", errors.New("modprobe not found in PATH, /usr/sbin or /sbin")
 }
+
+// ModuleLoadable reports whether modprobe could load name: the running
+// release's modules.dep lists a name.ko (compressed or not). A kernel
+// without module support loads nothing.
+func (k *Kernel) ModuleLoadable(name string) (bool, error) {
+	if err := checkModule(name); err != nil {
+		return false, err
+	}
+	if !k.ModuleSupport() {
+		return false, nil
+	}
+	release, err := k.release()
+	if err != nil {
+		return false, err
+	}
+	data, err := os.ReadFile(filepath.Join(k.ModulesDir, release, "modules.dep"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	name = NormalizeModule(name)
+	for line := range strings.Lines(string(data)) {
+		ko, _, _ := strings.Cut(line, ":")
+		base := path.Base(strings.TrimSpace(ko))
+		for _, ext := range []string{".xz", ".zst", ".gz"} {
+			base = strings.TrimSuffix(base, ext)
+		}
+		if mod, ok := strings.CutSuffix(base, ".ko"); ok && NormalizeModule(mod) == name {
+			return true, nil
+		}
+	}
+	return false, nil
+}

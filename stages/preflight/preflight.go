@@ -1,7 +1,9 @@
 // Package preflight is the preflight stage and `nodeprov sysinfo`: probes
 // of the host (kernel release, cgroups, kernel config options, modules,
-// binaries, localhost, /proc, disk, swap, machine-id) run before anything
-// changes, modelled on k0s sysinfo and kubeadm's preflight checks.
+// binaries, localhost, /proc, disk, swap, machine-id, and for Kata
+// Containers KVM, CPU virtualization and vhost modules) run before
+// anything changes, modelled on k0s sysinfo and kubeadm's preflight
+// checks.
 //
 // Probes form a tree (kernel.config has one child per option,
 // cgroups.version has cgroups.controllers). Each probe has a stable name
@@ -48,7 +50,7 @@ func (st Stage) Plan(ctx context.Context, env *plan.Env) ([]*plan.Action, error)
 	if env.Kernel != nil {
 		modules = env.Kernel
 	}
-	results, err := runProbes(ctx, newSystem(st.Host, env.Root, env.Live, modules), tree())
+	results, err := runProbes(ctx, newSystem(st.Host, env.Root, env.Live, modules), tree(kataModeOf(env)))
 	if err != nil {
 		return nil, err
 	}
@@ -90,6 +92,20 @@ func (st Stage) Plan(ctx context.Context, env *plan.Env) ([]*plan.Action, error)
 		return nil, &FailedError{Probes: failed}
 	}
 	return actions, nil
+}
+
+// kataModeOf says how the spec needs Kata: required with a kata runtime
+// handler in containerd, advisory when it only installs Kata.
+func kataModeOf(env *plan.Env) kataMode {
+	switch {
+	case env.Spec == nil:
+		return kataOff
+	case len(env.Spec.KataRuntimes()) > 0:
+		return kataRequired
+	case env.Spec.Components.Kata != nil:
+		return kataAdvisory
+	}
+	return kataOff
 }
 
 // detail is an action's detail: "pass: found 6.18.44".

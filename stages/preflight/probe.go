@@ -76,11 +76,12 @@ type probe struct {
 	children []*probe
 }
 
-// tree returns the probes in the order they run and report. Children run
-// only when their parent neither failed nor stopped; a failed cgroup
-// detection leaves nothing to list controllers from.
-func tree() []*probe {
-	return []*probe{
+// tree returns the probes in the order they run and report, the Kata
+// probes last when kata asks for them. Children run only when their parent
+// neither failed nor stopped; a failed cgroup detection leaves nothing to
+// list controllers from.
+func tree(kata kataMode) []*probe {
+	ps := []*probe{
 		{name: "proc.mounted", required: true, live: true, check: checkProc},
 		{name: "kernel.release", required: true, live: true, check: checkRelease},
 		{name: "kernel.modules", live: true, check: checkModules},
@@ -97,10 +98,14 @@ func tree() []*probe {
 		{name: "swap", live: true, check: checkSwap},
 		{name: "machine-id", check: checkMachineID},
 	}
+	if kata != kataOff {
+		ps = append(ps, kataProbes(kata == kataRequired)...)
+	}
+	return ps
 }
 
 // ProbeNames returns the name of every probe, in report order, including
-// those that only run when their parent succeeds.
+// those that only run when their parent succeeds or when the spec has Kata.
 func ProbeNames() []string {
 	var names []string
 	var walk func([]*probe)
@@ -110,7 +115,7 @@ func ProbeNames() []string {
 			walk(p.children)
 		}
 	}
-	walk(tree())
+	walk(tree(kataRequired))
 	return names
 }
 

@@ -27,6 +27,9 @@ type Options struct {
 	// Ignore names probes (or dotted prefixes, or "all") whose failure
 	// does not make the report fail, like preflight.ignore.
 	Ignore []string
+	// Kata adds the Kata probes (KVM, CPU virtualization, vhost modules)
+	// as required, as for a spec with a kata runtime handler.
+	Kata bool
 }
 
 // Report is the result of a probe run, printed by `nodeprov sysinfo` as
@@ -63,7 +66,11 @@ func Sysinfo(ctx context.Context, o Options) (*Report, error) {
 	if o.Kernel != nil {
 		modules = o.Kernel
 	}
-	results, err := runProbes(ctx, newSystem(o.Host, root, live, modules), tree())
+	kata := kataOff
+	if o.Kata {
+		kata = kataRequired
+	}
+	results, err := runProbes(ctx, newSystem(o.Host, root, live, modules), tree(kata))
 	if err != nil {
 		return nil, fmt.Errorf("sysinfo: %w", err)
 	}

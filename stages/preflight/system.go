@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 
@@ -27,6 +28,12 @@ type Host struct {
 	// DiskFree returns the bytes available to unprivileged users on the
 	// filesystem holding the host path dir; statfs when nil.
 	DiskFree func(dir string) (uint64, error)
+	// Arch is the CPU architecture (GOARCH); runtime.GOARCH when empty.
+	// Only amd64 CPUs announce hardware virtualization in /proc/cpuinfo.
+	Arch string
+	// KVM asks the KVM device what a hypervisor would; host.ProbeKVM of
+	// /dev/kvm when nil.
+	KVM func() host.KVM
 }
 
 // withDefaults fills in the running host's paths.
@@ -45,6 +52,12 @@ func (h Host) withDefaults() Host {
 	}
 	if h.DiskFree == nil {
 		h.DiskFree = statfsAvail
+	}
+	if h.Arch == "" {
+		h.Arch = runtime.GOARCH
+	}
+	if h.KVM == nil {
+		h.KVM = func() host.KVM { return host.ProbeKVM("/dev/kvm") }
 	}
 	return h
 }
