@@ -43,7 +43,7 @@ func TestExamplesValidateAndPlan(t *testing.T) {
 			}
 			root := sandbox(t)
 			r := runNodeprov(t, "", "plan", "--root", root, "-o", "json",
-				"--stages", "preflight,machine-id,kernel,files,containerd,units", f)
+				"--stages", "preflight,machine-id,kernel,files,containerd,docker,units", f)
 			if r.code != 0 {
 				t.Fatalf("plan: %s", r)
 			}

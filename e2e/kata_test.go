@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -23,28 +22,6 @@ const (
 	kataUpstream = "https://github.com/kata-containers/kata-containers/releases/download/" + kataVersion + "/" + kataAsset
 )
 
-// fixture returns the path of a release-shaped test input from
-// $NODEPROV_FIXTURES, else ../shared/fixtures next to the checkout; where
-// neither has it, the test fails naming the upstream asset it stands for.
-func fixture(t *testing.T, name, upstream string) string {
-	t.Helper()
-	dirs := []string{filepath.Join("..", "..", "shared", "fixtures")}
-	if d := os.Getenv("NODEPROV_FIXTURES"); d != "" {
-		dirs = []string{d}
-	}
-	for _, d := range dirs {
-		p, err := filepath.Abs(filepath.Join(d, name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	t.Fatalf("test fixture %s not found in %s: download the upstream release asset %s into $NODEPROV_FIXTURES (or ../shared/fixtures next to the checkout)", name, strings.Join(dirs, ", "), upstream)
-	return ""
-}
-
 // kataRelease serves the Kata fixture as the release directory upstream
 // has, and returns its URL and the asset's sha256 (checked against the
 // .sha256 file next to the fixture when there is one).
@@ -53,13 +30,9 @@ func kataRelease(t *testing.T) (baseURL, sha string) {
 	if runtime.GOARCH != "amd64" {
 		t.Fatalf("the Kata fixture is %s; this machine is %s", kataAsset, runtime.GOARCH)
 	}
-	src := fixture(t, kataAsset, kataUpstream)
-	sum, err := art.FileHash(src, sha256.New)
+	src, sum, err := art.Fixture(kataAsset, kataUpstream)
 	if err != nil {
 		t.Fatal(err)
-	}
-	if want, err := os.ReadFile(src + ".sha256"); err == nil && !strings.HasPrefix(string(want), sum) {
-		t.Fatalf("%s: sha256 %s, but %s.sha256 says %s", src, sum, src, want)
 	}
 	dir := t.TempDir()
 	rel := "kata-containers/releases/download/" + kataVersion

@@ -54,13 +54,16 @@ func PackDocker(dir string) (rel, sha string, err error) {
 	return rel, fmt.Sprintf("%x", sha256.Sum256(data)), nil
 }
 
-// Fixture returns the path of a release-shaped artifact from the shared
+// Fixture returns the path of a release-shaped test input from the shared
 // fixtures ($NODEPROV_FIXTURES, else ../shared/fixtures next to the
-// checkout) and its sha256 from the .sha256 file beside it. Where there is
-// none, the error names the upstream asset to download.
+// checkout) and its sha256, checked against the .sha256 file beside it
+// when there is one. Where neither directory has it, the error names the
+// upstream asset to download.
 func Fixture(name, upstream string) (file, sha string, err error) {
-	dirs := []string{os.Getenv("NODEPROV_FIXTURES")}
-	if wd, err := os.Getwd(); err == nil {
+	var dirs []string
+	if d := os.Getenv("NODEPROV_FIXTURES"); d != "" {
+		dirs = append(dirs, d)
+	} else if wd, err := os.Getwd(); err == nil {
 		// Tests run in their package directory; the checkout is above.
 		for d := wd; d != filepath.Dir(d); d = filepath.Dir(d) {
 			if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
@@ -70,18 +73,17 @@ func Fixture(name, upstream string) (file, sha string, err error) {
 		}
 	}
 	for _, d := range dirs {
-		if d == "" {
-			continue
-		}
 		file = filepath.Join(d, name)
 		if _, err := os.Stat(file); err != nil {
 			continue
 		}
-		sum, err := os.ReadFile(file + ".sha256")
-		if err != nil {
+		if sha, err = FileHash(file, sha256.New); err != nil {
 			return "", "", err
 		}
-		return file, strings.Fields(string(sum))[0], nil
+		if want, err := os.ReadFile(file + ".sha256"); err == nil && !strings.HasPrefix(string(want), sha) {
+			return "", "", fmt.Errorf("%s: sha256 %s, but %s.sha256 says %s", file, sha, file, want)
+		}
+		return file, sha, nil
 	}
-	return "", "", fmt.Errorf("fixture %s not found in $NODEPROV_FIXTURES or ../shared/fixtures: download upstream's release asset %s there, with a %s.sha256 file holding its digest", name, upstream, name)
+	return "", "", fmt.Errorf("fixture %s not found in %s: download upstream's release asset %s into $NODEPROV_FIXTURES (or ../shared/fixtures next to the checkout)", name, strings.Join(dirs, ", "), upstream)
 }
