@@ -2,7 +2,6 @@ package spec
 
 import (
 	"maps"
-	"strings"
 	"testing"
 )
 
@@ -110,17 +109,7 @@ docker:
 				`docker.cri.cni.subnet: invalid subnet "10.1.0.0"`}},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got := diags(t, header+tt.src)
-			if len(got) != len(tt.want) {
-				t.Fatalf("got %d diagnostics, want %d:\n%s", len(got), len(tt.want), strings.Join(got, "\n"))
-			}
-			for i, w := range tt.want {
-				if !strings.Contains(got[i], w) {
-					t.Errorf("diagnostic %d = %q, want it to contain %q", i, got[i], w)
-				}
-			}
-		})
+		t.Run(tt.name, func(t *testing.T) { wantDiags(t, header+tt.src, tt.want) })
 	}
 }
 

@@ -683,17 +683,7 @@ func TestComponentDiagnostics(t *testing.T) {
 		{"gvisor shim and crictl dir collide only when both install the same name", "components:\n  gvisor: {version: \"20250512\", installDir: /opt/bin}\n  crictl: {version: 1.33.0, installDir: /opt/bin}\n", nil},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got := diags(t, header+tt.src)
-			if len(got) != len(tt.want) {
-				t.Fatalf("got %d diagnostics, want %d:\n%s", len(got), len(tt.want), strings.Join(got, "\n"))
-			}
-			for i, w := range tt.want {
-				if !strings.Contains(got[i], w) {
-					t.Errorf("diagnostic %d = %q, want it to contain %q", i, got[i], w)
-				}
-			}
-		})
+		t.Run(tt.name, func(t *testing.T) { wantDiags(t, header+tt.src, tt.want) })
 	}
 }
 
@@ -731,5 +721,20 @@ images:
 `)
 	if len(ds) != 1 || !strings.Contains(ds[0], "images[1].url") {
 		t.Errorf("two archives named pause.tar: diagnostics %q, want one at images[1].url", ds)
+	}
+}
+
+// wantDiags loads src and checks its diagnostics, in order, each against a
+// substring of want.
+func wantDiags(t *testing.T, src string, want []string) {
+	t.Helper()
+	got := diags(t, src)
+	if len(got) != len(want) {
+		t.Fatalf("got %d diagnostics, want %d:\n%s", len(got), len(want), strings.Join(got, "\n"))
+	}
+	for i, w := range want {
+		if !strings.Contains(got[i], w) {
+			t.Errorf("diagnostic %d = %q, want it to contain %q", i, got[i], w)
+		}
 	}
 }

@@ -39,6 +39,23 @@ const defaultContainerdAddress = "/run/containerd/containerd.sock"
 // tarball's containerd and runs the tarball's runc.
 const systemPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
+// daemonService are the [Service] directives docker.service and
+// cri-docker.service share upstream: reload by SIGHUP, restart with a
+// start limit, no resource limits (cgroups do the accounting), and
+// containers' processes delegated to the daemon, which alone is killed on
+// stop.
+const daemonService = `ExecReload=/bin/kill -s HUP $MAINPID
+RestartSec=2
+Restart=always
+StartLimitBurst=3
+StartLimitInterval=60s
+LimitNPROC=infinity
+LimitCORE=infinity
+TasksMax=infinity
+Delegate=yes
+KillMode=process
+`
+
 // DockerUnit renders docker.service for the docker component. With
 // containerd: managed, dockerd connects to the node's containerd
 // (--containerd) and wants containerd.service; with bundled, dockerd
@@ -74,21 +91,9 @@ Type=notify
 		}
 		fmt.Fprintf(&b, "ExecStart=%s -H fd:// %s\n", execArg(path.Join(dir, "dockerd")), execArg("--containerd="+address))
 	}
-	b.WriteString(`ExecReload=/bin/kill -s HUP $MAINPID
-TimeoutStartSec=0
-RestartSec=2
-Restart=always
-StartLimitBurst=3
-StartLimitInterval=60s
-
-# Having non-zero Limit*s causes performance problems due to accounting overhead
-# in the kernel. We recommend using cgroups to do container-local accounting.
-LimitNPROC=infinity
-LimitCORE=infinity
-TasksMax=infinity
-Delegate=yes
-KillMode=process
-OOMScoreAdjust=-500
+	b.WriteString("TimeoutStartSec=0\n")
+	b.WriteString(daemonService)
+	b.WriteString(`OOMScoreAdjust=-500
 
 [Install]
 WantedBy=multi-user.target
@@ -145,22 +150,9 @@ Type=notify
 		args[i] = execArg(a)
 	}
 	fmt.Fprintf(&b, "ExecStart=%s\n", strings.Join(args, " "))
-	b.WriteString(`ExecReload=/bin/kill -s HUP $MAINPID
-TimeoutSec=0
-RestartSec=2
-Restart=always
-StartLimitBurst=3
-StartLimitInterval=60s
-
-# Having non-zero Limit*s causes performance problems due to accounting overhead
-# in the kernel. We recommend using cgroups to do container-local accounting.
-LimitNOFILE=infinity
-LimitNPROC=infinity
-LimitCORE=infinity
-TasksMax=infinity
-Delegate=yes
-KillMode=process
-
+	b.WriteString("TimeoutSec=0\nLimitNOFILE=infinity\n")
+	b.WriteString(daemonService)
+	b.WriteString(`
 [Install]
 WantedBy=multi-user.target
 `)
