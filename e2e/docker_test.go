@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -118,7 +119,7 @@ func TestDockerCRI(t *testing.T) {
 	ns := newNetns(t)
 	url := a.serveIn(t, ns, "127.0.0.1:0", nil)
 	extraURL := ns.serve(t, "127.0.0.1:0", http.FileServer(http.Dir(extra)))
-	startRegistry(t, ns)
+	regDir := startRegistry(t, ns, []registryImage{{"library/busybox:1.36", []string{"/bin/sh"}}, {"library/pause:3.10", pauseEntry}})
 	// The bridge plugin routes pods through the node's namespace.
 	if err := ns.do(func() error { return os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0o644) }); err != nil {
 		t.Fatal(err)
@@ -154,7 +155,7 @@ func TestDockerCRI(t *testing.T) {
 			t.Errorf("pod output lacks %q", want)
 		}
 	}
-	rlog, _ := os.ReadFile(filepath.Join(registryDir(t), "registry.log"))
+	rlog, _ := os.ReadFile(filepath.Join(regDir, "registry.log"))
 	for _, want := range []string{"/v2/library/busybox/manifests/1.36", "/v2/library/pause/manifests/3.10"} {
 		if !strings.Contains(string(rlog), want) {
 			t.Errorf("the registry never served %s: the image did not come through the mirror\n%s", want, tail(string(rlog), 10))
@@ -212,22 +213,25 @@ crictl rmp $pod >/dev/null
 [ -z "$(crictl pods -q)" ] && echo removed
 `
 
+// registryImage is an image the test registry holds: a busybox-static
+// image (art.WriteBusyboxImage) with entry as its entrypoint, pushed as ref
+// (repository:tag; library/… for Docker Hub's official images).
+type registryImage struct {
+	ref   string
+	entry []string
+}
+
+// pauseEntry is the entrypoint of the pause stand-in: it exits on SIGTERM
+// as the real pause does (a sleep as PID 1 ignores it, and a runtime would
+// wait out its grace period on every stop).
+var pauseEntry = []string{"/bin/sh", "-c", "trap 'exit 0' TERM INT; while :; do sleep 1 & wait $!; done"}
+
 // startRegistry runs Debian's docker-registry on PodRegistry inside the
-// namespace, with busybox 1.36 and pause 3.10 pushed as Docker Hub's
-// library images; it is stopped when the test ends.
-func startRegistry(t *testing.T, ns *netns) {
+// namespace, with images pushed by skopeo; it is stopped when the test
+// ends. It returns the registry's directory (registry.log is its log).
+func startRegistry(t *testing.T, ns *netns, images []registryImage) string {
 	t.Helper()
 	dir := registryDir(t)
-	// The pause stand-in exits on SIGTERM as the real pause does (a sleep
-	// as PID 1 ignores it, and cri-dockerd would wait out its grace period
-	// on every stop).
-	pause := []string{"/bin/sh", "-c", "trap 'exit 0' TERM INT; while :; do sleep 1 & wait $!; done"}
-	for name, entry := range map[string][]string{"busybox": {"/bin/sh"}, "pause": pause} {
-		tag := map[string]string{"busybox": "1.36", "pause": "3.10"}[name]
-		if err := art.WriteBusyboxImage(filepath.Join(dir, "img", name), tag, entry); err != nil {
-			t.Fatal(err)
-		}
-	}
 	cfg := fmt.Sprintf("version: 0.1\nstorage: {filesystem: {rootdirectory: %s/store}}\nhttp: {addr: %s}\nlog: {accesslog: {disabled: false}, level: info}\n", dir, art.PodRegistry)
 	if err := os.WriteFile(filepath.Join(dir, "registry.yml"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
@@ -254,19 +258,26 @@ func startRegistry(t *testing.T, ns *netns) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	for _, img := range []string{"busybox:1.36", "pause:3.10"} {
-		name, _, _ := strings.Cut(img, ":")
+	for i, img := range images {
+		_, tag, _ := strings.Cut(img.ref, ":")
+		layout := filepath.Join(dir, "img", strconv.Itoa(i))
+		if err := art.WriteBusyboxImage(layout, tag, img.entry); err != nil {
+			t.Fatal(err)
+		}
 		if out, err := in("skopeo", "--insecure-policy", "copy", "--quiet", "--dest-tls-verify=false",
-			"oci:"+filepath.Join(dir, "img", name)+":"+strings.TrimPrefix(img, name+":"), "docker://"+art.PodRegistry+"/library/"+img); err != nil {
-			t.Fatalf("push %s: %v\n%s", img, err, out)
+			"oci:"+layout+":"+tag, "docker://"+art.PodRegistry+"/"+img.ref); err != nil {
+			t.Fatalf("push %s: %v\n%s", img.ref, err, out)
 		}
 	}
+	return dir
 }
 
-// registryDir is the test's registry directory (one per test).
+// registryDir is a directory for the test's registry, removed after it.
 func registryDir(t *testing.T) string {
-	dir := filepath.Join(os.TempDir(), "nodeprov-registry-"+strings.NewReplacer("/", "-", " ", "-").Replace(t.Name()))
-	os.MkdirAll(dir, 0o755)
+	dir, err := os.MkdirTemp("", "nodeprov-registry-")
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	return dir
 }

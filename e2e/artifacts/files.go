@@ -139,3 +139,9 @@ func WriteRandom(dst string, n int64, seed uint64) error {
 	}
 	return f.Close()
 }
+
+// WriteTarGz writes dst as a release tarball of members (member name ->
+// source file), as writeTarGz does, at gzip's default level.
+func WriteTarGz(dst string, members map[string]string) error {
+	return writeTarGz(dst, members, gzip.DefaultCompression)
+}
