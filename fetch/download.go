@@ -10,6 +10,7 @@ import (
 	"path"
 
 	getter "github.com/hashicorp/go-getter/v2"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 // Downloading into the cache: one artifact fetched (or found cached),
@@ -325,14 +326,22 @@ func (f *Fetcher) attemptOnce(ctx context.Context, rawURL, staged string, maxSiz
 		}
 	}
 
-	_, gerr := f.client.Get(actx, &getter.Request{
-		Src:             rawURL,
-		Dst:             staged,
-		GetMode:         getter.ModeFile,
-		Copy:            true, // file://: copy, never symlink
-		DisableSymlinks: true,
-		Umask:           0o077,
-	})
+	var gerr error
+	var layer *ocispec.Descriptor
+	if u.Scheme == "oci" {
+		var d ocispec.Descriptor
+		d, gerr = f.ociAttempt(ctx, actx, rawURL, staged, maxSize)
+		layer = &d
+	} else {
+		_, gerr = f.client.Get(actx, &getter.Request{
+			Src:             rawURL,
+			Dst:             staged,
+			GetMode:         getter.ModeFile,
+			Copy:            true, // file://: copy, never symlink
+			DisableSymlinks: true,
+			Umask:           0o077,
+		})
+	}
 	err := a.failure()
 	a.mu.Lock()
 	status, retryAfter, wrapped, complete, result, n := a.status, a.retryAfter, a.wrapped, a.complete, a.result, a.n
@@ -350,6 +359,9 @@ func (f *Fetcher) attemptOnce(ctx context.Context, rawURL, staged string, maxSiz
 	}
 	if err == nil && wrapped && !complete {
 		err = fmt.Errorf("%w: body not read to the end", ErrTruncated)
+	}
+	if err == nil && layer != nil {
+		err = checkLayer(rawURL, *layer, result, n, wrapped)
 	}
 	a.finish(err)
 	var insp inspection

@@ -177,6 +177,13 @@ type Fetcher struct {
 	// DialContext replaces the network dialer (tests, custom resolution).
 	// Link-local addresses are refused either way.
 	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
+	// RegistryConfig is the contents of a docker-style config.json whose
+	// "auths" give credentials for oci:// registries; nil means anonymous.
+	// Credential helpers are not run.
+	RegistryConfig []byte
+	// Arch picks an oci:// index's linux/<arch> manifest; "" means the
+	// running architecture.
+	Arch string
 
 	// lookup replaces the resolver the redirect policy uses (tests).
 	lookup lookupFunc
@@ -187,6 +194,7 @@ type Fetcher struct {
 	once   sync.Once
 	ready  error
 	client *getter.Client
+	http   *http.Client // go-getter's, and oci:// registries'
 }
 
 // Prepare creates the cache layout and removes the staging files of
@@ -216,6 +224,7 @@ func (f *Fetcher) setup() error {
 			idleTimeout: f.idleTimeout(),
 			parallel:    f.parallel(),
 		})
+		f.http = hc
 		f.client = &getter.Client{
 			// Only these two getters: no git, hg, smb, s3, gcs; the
 			// getters' own Detect only accepts full http(s)/file URLs, and
@@ -340,8 +349,13 @@ func checkURL(raw string) (*url.URL, error) {
 		if u.Host != "" || u.RawPath != "" || !strings.HasPrefix(u.Path, "/") {
 			return nil, fmt.Errorf("%w: file urls must be file:///absolute/path", ErrBadURL)
 		}
+	case "oci":
+		if _, err := ParseOCI(raw); err != nil {
+			return nil, err
+		}
+		return u, nil
 	default:
-		return nil, fmt.Errorf("%w: scheme %q (want http, https or file)", ErrBadURL, u.Scheme)
+		return nil, fmt.Errorf("%w: scheme %q (want http, https, file or oci)", ErrBadURL, u.Scheme)
 	}
 	if u.Opaque != "" {
 		return nil, fmt.Errorf("%w: opaque url", ErrBadURL)

@@ -109,12 +109,14 @@ type verifyingTransport struct {
 
 // RoundTrip implements http.RoundTripper.
 func (t *verifyingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	if req.Method != http.MethodGet {
-		// go-getter's HEAD probe is disabled (DoNotCheckHeadFirst); make
-		// sure nothing else slips through.
+	a := attemptFrom(req.Context())
+	if a != nil && req.Method != http.MethodGet {
+		// A download is a GET: go-getter's HEAD probe is disabled
+		// (DoNotCheckHeadFirst); make sure nothing else slips through.
+		// Outside downloads, registries get their HEADs and token POSTs
+		// (and `nodeprov mirror` its pushes).
 		return nil, fmt.Errorf("fetch: refusing %s request", req.Method)
 	}
-	a := attemptFrom(req.Context())
 	resp, err := t.base.RoundTrip(req)
 	if err != nil || a == nil {
 		return resp, err

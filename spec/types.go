@@ -31,12 +31,14 @@ type Node struct {
 	Images     []Image            `yaml:"images" desc:"Container image archives, verified like downloads, kept in /var/lib/nodeprov/images and imported into containerd's k8s.io namespace (live; deferred to first boot offline), so pods start without a registry."`
 	Keyrings   map[string]Keyring `yaml:"keyrings" desc:"Named OpenPGP keyrings that signatures are checked against."`
 	TLS        TLS                `yaml:"tls" desc:"How downloads verify HTTPS servers: extra CA certificates for internal mirrors."`
-	Containerd *Containerd        `yaml:"containerd" desc:"containerd configuration rendered to /etc/containerd/config.toml."`
-	Docker     *Docker            `yaml:"docker" desc:"Docker Engine configuration rendered to /etc/docker/daemon.json, and cri-dockerd's when Docker is the node's CRI."`
-	Files      []File             `yaml:"files" desc:"Plain files, directories and symbolic links."`
-	Units      []Unit             `yaml:"units" desc:"systemd units and drop-ins."`
-	MachineID  MachineID          `yaml:"machineID" desc:"Checks that /etc/machine-id is present and unique to this host."`
-	Preflight  Preflight          `yaml:"preflight" desc:"Host probes run before anything changes."`
+	// RegistryConfig is read like tls.caFile: inside the target root.
+	RegistryConfig string      `yaml:"registryConfig" desc:"docker-style config.json (its auths) with credentials for oci:// artifact sources, read inside the target root; --registry-config replaces it. Credential helpers are not run."`
+	Containerd     *Containerd `yaml:"containerd" desc:"containerd configuration rendered to /etc/containerd/config.toml."`
+	Docker         *Docker     `yaml:"docker" desc:"Docker Engine configuration rendered to /etc/docker/daemon.json, and cri-dockerd's when Docker is the node's CRI."`
+	Files          []File      `yaml:"files" desc:"Plain files, directories and symbolic links."`
+	Units          []Unit      `yaml:"units" desc:"systemd units and drop-ins."`
+	MachineID      MachineID   `yaml:"machineID" desc:"Checks that /etc/machine-id is present and unique to this host."`
+	Preflight      Preflight   `yaml:"preflight" desc:"Host probes run before anything changes."`
 }
 
 // Metadata names a spec.

@@ -71,6 +71,7 @@ func validate(doc *Document, sink *diagSink) {
 	v.mirrors(n.Mirrors)
 	v.keyrings(n.Keyrings)
 	v.tls(&n.TLS)
+	v.absPath("registryConfig", n.RegistryConfig)
 	v.downloads(n.Downloads, n.Keyrings)
 	v.images(n.Images, n.Keyrings)
 	if n.Containerd != nil {
@@ -671,10 +672,18 @@ func (v *validator) checkURL(p, s string, fileOK, credsOK bool) {
 		} else if u.Host != "" || !strings.HasPrefix(u.Path, "/") {
 			v.errf(p, "file URL %q must be of the form file:///absolute/path", s)
 		}
+	case "oci":
+		// An artifact source in an OCI registry (fetch.ParseOCI checks the
+		// reference when it is used).
+		if !fileOK {
+			v.errf(p, "URL %q: expected an http or https URL", s)
+		} else if u.Host == "" || strings.Trim(u.Path, "/") == "" || u.RawQuery != "" || u.Fragment != "" {
+			v.errf(p, "oci URL %q: expected oci://host[:port]/repository[:tag][@sha256:digest]", s)
+		}
 	case "":
 		v.errf(p, "URL %q has no scheme; expected https://…", s)
 	default:
-		v.errf(p, "URL %q: unsupported scheme %q (expected https, http or file)", s, u.Scheme)
+		v.errf(p, "URL %q: unsupported scheme %q (expected https, http, file or oci)", s, u.Scheme)
 	}
 	if u.User != nil && !credsOK {
 		v.errf(p, "URL %q carries credentials, which would end up in logs and reports; use a mirror that needs none", redactURL(u))

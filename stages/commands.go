@@ -69,7 +69,12 @@ func WriteLock(ctx context.Context, o LockOptions) (*spec.Lock, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(cache)
-	lock, err := artifacts.Lock(ctx, o.Spec, keyrings, o.Arches, &fetch.Fetcher{CacheDir: cache, RootCAs: cas, RequirePinned: o.RequirePinned})
+	regCfg, err := registryConfig(o.RootDir, o.Spec, nil)
+	if err != nil {
+		return nil, err
+	}
+	lock, err := artifacts.Lock(ctx, o.Spec, keyrings, o.Arches, &fetch.Fetcher{CacheDir: cache, RootCAs: cas,
+		RequirePinned: o.RequirePinned, RegistryConfig: regCfg})
 	if err != nil {
 		return nil, err
 	}
@@ -88,6 +93,8 @@ type FillOptions struct {
 	RequirePinned bool
 	IdleTimeout   time.Duration
 	Progress      Progress
+	// RegistryConfig replaces the spec's registryConfig when not nil.
+	RegistryConfig []byte
 }
 
 // FillCache downloads and verifies every artifact into a cache directory
@@ -98,8 +105,12 @@ func FillCache(ctx context.Context, o FillOptions) (*spec.Lock, []FetchResult, e
 	if err != nil {
 		return nil, nil, err
 	}
+	regCfg, err := registryConfig(o.RootDir, o.Spec, o.RegistryConfig)
+	if err != nil {
+		return nil, nil, err
+	}
 	f := &fetch.Fetcher{CacheDir: o.To, Parallel: o.Parallel, RequirePinned: o.RequirePinned, IdleTimeout: o.IdleTimeout,
-		RootCAs: cas, Progress: o.Progress}
+		RootCAs: cas, Progress: o.Progress, RegistryConfig: regCfg}
 	lock, results, err := artifacts.FillCache(ctx, o.Spec, keyrings, o.Arches, o.Pins, f)
 	if err != nil {
 		return nil, results, err
@@ -120,6 +131,20 @@ func loadTrust(rootDir string, n *spec.Node) (map[string]*fetch.Keyring, *x509.C
 	}
 	cas, err := artifacts.RootCAs(r, n.TLS)
 	return keyrings, cas, err
+}
+
+// registryConfig is override, or the spec's registryConfig read inside
+// rootDir.
+func registryConfig(rootDir string, n *spec.Node, override []byte) ([]byte, error) {
+	if override != nil || n.RegistryConfig == "" {
+		return override, nil
+	}
+	r, err := host.OpenRoot(rootDir)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	return artifacts.RegistryConfig(r, n)
 }
 
 // writeHostFile atomically replaces a file that belongs to no target root

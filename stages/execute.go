@@ -47,6 +47,9 @@ type Options struct {
 	Parallel int
 	// RequirePinned refuses digests taken only from the artifact's origin.
 	RequirePinned bool
+	// RegistryConfig replaces the spec's registryConfig (the contents of
+	// a docker-style config.json) when not nil.
+	RegistryConfig []byte
 	// IdleTimeout fails a download that receives nothing for this long.
 	IdleTimeout time.Duration
 	// Pins are the lock files' digests by upstream URL, with the trust

@@ -43,7 +43,8 @@ var Order = []string{"preflight", "machine-id", "kernel", "fetch", "install", "f
 func All(o Options) []plan.Stage {
 	fetchStage, installStage := artifacts.New(artifacts.Options{CacheDir: o.CacheDir, Parallel: o.Parallel,
 		RequirePinned: o.RequirePinned, IdleTimeout: o.IdleTimeout, Progress: o.Progress, Pins: o.Pins, Clean: o.Mode == ModeApply,
-		Pipeline: o.Mode == ModeApply && (len(o.Stages) == 0 || slices.Contains(o.Stages, "install"))})
+		RegistryConfig: o.RegistryConfig,
+		Pipeline:       o.Mode == ModeApply && (len(o.Stages) == 0 || slices.Contains(o.Stages, "install"))})
 	return []plan.Stage{preflight.Stage{}, machineid.Stage{}, kernel.Stage{}, fetchStage, installStage, files.Stage{}, containerd.Stage{}, docker.Stage{},
 		units.Stage{NoBlock: o.NoBlock, FirstBoot: firstBoot(o)}, images.Stage{}}
 }

@@ -208,7 +208,12 @@ func runMode(mode string) func(context.Context, []string, ioSet) int {
 			fmt.Fprintf(s.err, "%s: %v\n", mode, err)
 			return exitInvalid
 		}
-		opts := stages.Options{
+		regCfg, err := dl.registryConfig()
+		if err != nil {
+			fmt.Fprintf(s.err, "%s: %v\n", mode, err)
+			return exitInvalid
+		}
+		opts := stages.Options{RegistryConfig: regCfg,
 			Mode: stages.Mode(mode), Doc: doc, RootDir: *root, Live: liveOpt,
 			Stages: splitList(*only), LockTimeout: *lockTimeout,
 			Arch: dl.arch, CacheDir: dl.cache, Parallel: dl.parallel, RequirePinned: dl.requirePinned,

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -20,6 +21,7 @@ type downloadFlags struct {
 	requirePinned bool
 	lockFile      string
 	idleTimeout   time.Duration
+	registryCfg   string
 }
 
 func addDownloadFlags(fs *flag.FlagSet) *downloadFlags {
@@ -30,7 +32,16 @@ func addDownloadFlags(fs *flag.FlagSet) *downloadFlags {
 	fs.BoolVar(&d.requirePinned, "require-pinned", false, "refuse digests taken only from the artifact's own origin (unsigned checksum files)")
 	fs.StringVar(&d.lockFile, "lock-file", "", "lock file with pinned digests (default: nodeprov.lock next to the spec, if present; \"none\" to ignore)")
 	fs.DurationVar(&d.idleTimeout, "idle-timeout", 30*time.Second, "fail a download that receives no byte for this long")
+	fs.StringVar(&d.registryCfg, "registry-config", "", "docker-style config.json with credentials for oci:// sources (replaces the spec's registryConfig)")
 	return d
+}
+
+// registryConfig reads --registry-config; nil when not given.
+func (d *downloadFlags) registryConfig() ([]byte, error) {
+	if d.registryCfg == "" {
+		return nil, nil
+	}
+	return os.ReadFile(d.registryCfg)
 }
 
 // pins reads the lock file next to the spec (or --lock-file) and, for an
@@ -119,8 +130,13 @@ func runFetch(ctx context.Context, args []string, s ioSet) int {
 		fmt.Fprintf(s.err, "fetch: %v\n", err)
 		return exitInvalid
 	}
+	regCfg, err := dl.registryConfig()
+	if err != nil {
+		fmt.Fprintf(s.err, "fetch: %v\n", err)
+		return exitInvalid
+	}
 	o := stages.FillOptions{Spec: doc.Spec, RootDir: *root, Arches: arches(dl.arch, []string{spec.HostArch()}), To: *to,
-		Pins: pins, Parallel: dl.parallel, RequirePinned: dl.requirePinned, IdleTimeout: dl.idleTimeout}
+		Pins: pins, Parallel: dl.parallel, RequirePinned: dl.requirePinned, IdleTimeout: dl.idleTimeout, RegistryConfig: regCfg}
 	if out.v == "text" {
 		o.Progress = progressFor(s.err)
 	}

@@ -42,6 +42,9 @@ type Options struct {
 	Progress fetch.Progress
 	// Pins are the lock files' digests (nil: none).
 	Pins *spec.Lock
+	// RegistryConfig replaces the spec's registryConfig (docker-style
+	// config.json contents) when not nil.
+	RegistryConfig []byte
 	// Clean removes an interrupted run's partial downloads from the cache
 	// (apply does; plan and check leave the cache alone).
 	Clean bool
@@ -174,14 +177,36 @@ func (r *run) prepare(env *plan.Env) error {
 	if err != nil {
 		return err
 	}
+	regCfg := r.o.RegistryConfig
+	if regCfg == nil {
+		if regCfg, err = RegistryConfig(env.Root, env.Spec); err != nil {
+			return err
+		}
+	}
 	r.fetcher = &fetch.Fetcher{CacheDir: cache, Parallel: r.o.Parallel, RequirePinned: r.o.RequirePinned,
-		IdleTimeout: r.o.IdleTimeout, Progress: r.o.Progress, RootCAs: cas}
+		IdleTimeout: r.o.IdleTimeout, Progress: r.o.Progress, RootCAs: cas, RegistryConfig: regCfg, Arch: env.Arch}
 	if r.o.Clean {
 		// Also when nothing is fetched: an interrupted run's partial
 		// downloads must not stay in the cache.
 		return r.fetcher.Prepare()
 	}
 	return nil
+}
+
+// RegistryConfig reads the spec's registryConfig inside the root; nil when
+// the spec names none.
+func RegistryConfig(root *host.Root, n *spec.Node) ([]byte, error) {
+	if n.RegistryConfig == "" {
+		return nil, nil
+	}
+	data, exists, err := root.ReadFile(n.RegistryConfig)
+	if err != nil {
+		return nil, fmt.Errorf("registryConfig: %w", err)
+	}
+	if !exists {
+		return nil, fmt.Errorf("registryConfig: %s does not exist in the target root", n.RegistryConfig)
+	}
+	return data, nil
 }
 
 // cacheInRoot creates the cache directory through the root-confined layer
