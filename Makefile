@@ -79,6 +79,15 @@ soak: build
 	NODEPROV_BIN=$(CURDIR)/$(BIN) NODEPROV_SOAK=1 $(if $(SOAK_POINTS),NODEPROV_CRASH_POINTS=$(SOAK_POINTS)) \
 		$(GO) test -count=1 -v -timeout 4h -run '^TestCrashConsistency$$' ./e2e
 
+# Issue 16's fleet simulation (e2e TestFleetMirror, which make test runs
+# with 200 roots): nodeprov mirror fills a real registry, the origin goes
+# away, and N sandbox roots apply the mirrored spec, 16 at a time; prints
+# requests, bytes and time per root. make fleet-sim N=1000.
+.PHONY: fleet-sim
+fleet-sim: build
+	NODEPROV_BIN=$(CURDIR)/$(BIN) NODEPROV_FLEET_N=$(or $(N),200) \
+		$(GO) test -count=1 -v -timeout 1h -run '^TestFleetMirror$$' ./e2e
+
 # Every fuzz target, one after the other (go test runs one -fuzz target per
 # invocation). make test gives each a budget of executions (the count after
 # the target's name, about 5 s here): a wall-clock -fuzztime races Go's fuzz

@@ -226,3 +226,19 @@ func (f *Fetcher) fetchMeta(ctx context.Context, rawURL string, memo *metaMemo) 
 	e.data, e.err = os.ReadFile(staged)
 	return e.data, e.err
 }
+
+// FetchFile downloads a small file (a checksum file, a signature) as it is,
+// under the metadata size cap, for `nodeprov mirror`, which copies them
+// next to the artifacts they verify.
+func (f *Fetcher) FetchFile(ctx context.Context, rawURL string) ([]byte, error) {
+	if err := f.setup(); err != nil {
+		return nil, err
+	}
+	return f.fetchMeta(ctx, rawURL, &metaMemo{m: map[string]*metaEntry{}})
+}
+
+// FileSHA256 is the hex SHA-256 of a file.
+func FileSHA256(path string) (string, error) {
+	s, _, err := hashFile(path, false)
+	return s.sha256, err
+}
