@@ -2,8 +2,11 @@
 // else in nodeprov may use them.
 //
 // The transport is hashicorp/go-getter v2, restricted to its HTTP getter
-// (http and https) and its file getter (file://, always copying). Everything
-// security-relevant is done here rather than by go-getter:
+// (http and https) and its file getter (file://, always copying), and
+// oras-go for oci:// sources (oci.go: manifest as capped metadata, the layer
+// streamed through the same HTTP client and checked against the manifest's
+// layer digest). Everything security-relevant is done here rather than by
+// go-getter or oras:
 //
 //   - every artifact needs a digest: pinned by the caller (spec or lock file),
 //     read from a checksum file (optionally OpenPGP-signed), or established by
