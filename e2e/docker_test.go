@@ -232,32 +232,7 @@ var pauseEntry = []string{"/bin/sh", "-c", "trap 'exit 0' TERM INT; while :; do 
 func startRegistry(t *testing.T, ns *netns, images []registryImage) string {
 	t.Helper()
 	dir := registryDir(t)
-	cfg := fmt.Sprintf("version: 0.1\nstorage: {filesystem: {rootdirectory: %s/store}}\nhttp: {addr: %s}\nlog: {accesslog: {disabled: false}, level: info}\n", dir, art.PodRegistry)
-	if err := os.WriteFile(filepath.Join(dir, "registry.yml"), []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	logf, err := os.Create(filepath.Join(dir, "registry.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("nsenter", "--net="+ns.path(), "--", "docker-registry", "serve", filepath.Join(dir, "registry.yml"))
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait(); logf.Close() })
-	in := func(args ...string) ([]byte, error) {
-		return exec.Command("nsenter", append([]string{"--net=" + ns.path(), "--"}, args...)...).CombinedOutput()
-	}
-	for i := 0; ; i++ {
-		if _, err := in("curl", "-sf", "http://"+art.PodRegistry+"/v2/"); err == nil {
-			break
-		}
-		if i == 100 {
-			t.Fatalf("the registry does not answer:\n%s", tail(readFile(t, filepath.Join(dir, "registry.log")), 10))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	in := launchRegistry(t, dir, art.PodRegistry, []string{"nsenter", "--net=" + ns.path(), "--"})
 	for i, img := range images {
 		_, tag, _ := strings.Cut(img.ref, ":")
 		layout := filepath.Join(dir, "img", strconv.Itoa(i))
@@ -270,6 +245,45 @@ func startRegistry(t *testing.T, ns *netns, images []registryImage) string {
 		}
 	}
 	return dir
+}
+
+// launchRegistry runs Debian's docker-registry on addr, with its storage
+// and registry.log in dir, through the command prefix wrap (nsenter into
+// a namespace, or nothing), until the test ends, and waits until it
+// answers. It returns a function that runs a command through wrap.
+func launchRegistry(t *testing.T, dir, addr string, wrap []string) func(args ...string) ([]byte, error) {
+	t.Helper()
+	if _, err := exec.LookPath("docker-registry"); err != nil {
+		t.Fatalf("docker-registry is not installed (make test installs it): %v", err)
+	}
+	in := func(args ...string) ([]byte, error) {
+		all := append(append([]string(nil), wrap...), args...)
+		return exec.Command(all[0], all[1:]...).CombinedOutput()
+	}
+	cfg := fmt.Sprintf("version: 0.1\nstorage: {filesystem: {rootdirectory: %s/store}}\nhttp: {addr: %s}\nlog: {accesslog: {disabled: false}, level: info}\n", dir, addr)
+	if err := os.WriteFile(filepath.Join(dir, "registry.yml"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	logf, err := os.Create(filepath.Join(dir, "registry.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := append(append([]string(nil), wrap...), "docker-registry", "serve", filepath.Join(dir, "registry.yml"))
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait(); logf.Close() })
+	for i := 0; ; i++ {
+		if _, err := in("curl", "-sf", "http://"+addr+"/v2/"); err == nil {
+			return in
+		}
+		if i == 100 {
+			t.Fatalf("the registry on %s does not answer:\n%s", addr, tail(readFile(t, filepath.Join(dir, "registry.log")), 10))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // registryDir is a directory for the test's registry, removed after it.

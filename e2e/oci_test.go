@@ -11,12 +11,10 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	art "github.com/nodeprov/nodeprov/e2e/artifacts"
 	"github.com/nodeprov/nodeprov/fetch"
@@ -27,9 +25,6 @@ import (
 // and the registry's directory (registry.log is its log).
 func hostRegistry(t *testing.T) (addr, dir string) {
 	t.Helper()
-	if _, err := exec.LookPath("docker-registry"); err != nil {
-		t.Fatalf("docker-registry is not installed (make test installs it): %v", err)
-	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -37,31 +32,7 @@ func hostRegistry(t *testing.T) (addr, dir string) {
 	addr = l.Addr().String()
 	l.Close()
 	dir = registryDir(t)
-	cfg := fmt.Sprintf("version: 0.1\nstorage: {filesystem: {rootdirectory: %s/store}, delete: {enabled: true}}\nhttp: {addr: %s}\nlog: {accesslog: {disabled: false}, level: info}\n", dir, addr)
-	if err := os.WriteFile(filepath.Join(dir, "registry.yml"), []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	logf, err := os.Create(filepath.Join(dir, "registry.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("docker-registry", "serve", filepath.Join(dir, "registry.yml"))
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait(); logf.Close() })
-	for i := 0; ; i++ {
-		resp, err := http.Get("http://" + addr + "/v2/")
-		if err == nil {
-			resp.Body.Close()
-			break
-		}
-		if i == 100 {
-			t.Fatalf("the registry on %s does not answer: %v\n%s", addr, err, tail(readFile(t, filepath.Join(dir, "registry.log")), 10))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	launchRegistry(t, dir, addr, nil)
 	return addr, dir
 }
 
