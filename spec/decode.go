@@ -91,20 +91,42 @@ func decode(file string, src []byte) (*Document, *diagSink, bool) {
 	if file == "-" || file == "" {
 		file = "<stdin>"
 	}
+	doc := newDocument(file, src)
+	sink := &diagSink{file: doc.File}
+	root, ok := parseYAML(src, sink)
+	if ok {
+		decodeRoot(doc, sink, root, nil)
+	}
+	return doc, sink, ok
+}
+
+// deref follows aliases to the node they name.
+func deref(n *yaml.Node) *yaml.Node {
+	for n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	return n
+}
+
+// newDocument is an empty document for file's src.
+func newDocument(file string, src []byte) *Document {
+	if file == "-" || file == "" {
+		file = "<stdin>"
+	}
 	sum := sha256.Sum256(src)
-	doc := &Document{
+	return &Document{
 		File: file, Source: src, Spec: &Node{},
 		Digest: "sha256:" + hex.EncodeToString(sum[:]),
 		pos:    map[string]Pos{},
 		keyPos: map[string]Pos{},
 	}
-	sink := &diagSink{file: file}
-	root, ok := parseYAML(src, sink)
-	if ok {
-		d := &decoder{sink: sink, pos: doc.pos, keyPos: doc.keyPos, budget: maxNodes, fields: map[reflect.Type][]field{}}
-		d.decode(root, reflect.ValueOf(doc.Spec).Elem(), "", 0)
-	}
-	return doc, sink, ok
+}
+
+// decodeRoot decodes a parsed spec into doc; origin names the files of
+// nodes from a layered spec's fragments.
+func decodeRoot(doc *Document, sink *diagSink, root *yaml.Node, origin map[*yaml.Node]string) {
+	d := &decoder{sink: sink, pos: doc.pos, keyPos: doc.keyPos, budget: maxNodes, fields: map[reflect.Type][]field{}, origin: origin}
+	d.decode(root, reflect.ValueOf(doc.Spec).Elem(), "", 0)
 }
 
 var yamlLine = lazyRegexp(`^yaml: line (\d+): (.*)$`)
@@ -112,7 +134,7 @@ var yamlLine = lazyRegexp(`^yaml: line (\d+): (.*)$`)
 // parseYAML parses exactly one YAML document into a node tree.
 func parseYAML(src []byte, sink *diagSink) (*yaml.Node, bool) {
 	if len(src) > MaxSpecSize {
-		sink.add(Pos{1, 1}, "", "spec is %d bytes; the limit is %d", len(src), MaxSpecSize)
+		sink.add(Pos{Line: 1, Column: 1}, "", "spec is %d bytes; the limit is %d", len(src), MaxSpecSize)
 		return nil, false
 	}
 	if !utf8.Valid(src) {
@@ -127,7 +149,7 @@ func parseYAML(src []byte, sink *diagSink) (*yaml.Node, bool) {
 	var root yaml.Node
 	if err := dec.Decode(&root); err != nil {
 		if errors.Is(err, io.EOF) {
-			sink.add(Pos{1, 1}, "", "spec is empty: expected a mapping starting with apiVersion: %s", APIVersion)
+			sink.add(Pos{Line: 1, Column: 1}, "", "spec is empty: expected a mapping starting with apiVersion: %s", APIVersion)
 		} else {
 			sink.add(yamlErrorPos(err), "", "%s", yamlErrorText(err))
 		}
@@ -135,7 +157,7 @@ func parseYAML(src []byte, sink *diagSink) (*yaml.Node, bool) {
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); err == nil {
-		sink.add(Pos{extra.Line, extra.Column}, "", "spec holds more than one YAML document; put one node spec per file")
+		sink.add(Pos{Line: extra.Line, Column: extra.Column}, "", "spec holds more than one YAML document; put one node spec per file")
 		return nil, false
 	} else if !errors.Is(err, io.EOF) {
 		sink.add(yamlErrorPos(err), "", "%s", yamlErrorText(err))
@@ -144,7 +166,7 @@ func parseYAML(src []byte, sink *diagSink) (*yaml.Node, bool) {
 	n := &root
 	if n.Kind == yaml.DocumentNode {
 		if len(n.Content) == 0 {
-			sink.add(Pos{1, 1}, "", "spec is empty: expected a mapping starting with apiVersion: %s", APIVersion)
+			sink.add(Pos{Line: 1, Column: 1}, "", "spec is empty: expected a mapping starting with apiVersion: %s", APIVersion)
 			return nil, false
 		}
 		n = n.Content[0]
@@ -155,9 +177,9 @@ func parseYAML(src []byte, sink *diagSink) (*yaml.Node, bool) {
 func yamlErrorPos(err error) Pos {
 	if m := yamlLine().FindStringSubmatch(err.Error()); m != nil {
 		line, _ := strconv.Atoi(m[1])
-		return Pos{line, 1}
+		return Pos{Line: line, Column: 1}
 	}
-	return Pos{1, 1}
+	return Pos{Line: 1, Column: 1}
 }
 
 func yamlErrorText(err error) string {
@@ -181,7 +203,7 @@ func firstInvalidUTF8(b []byte) int {
 func offsetPos(src []byte, off int) Pos {
 	line := 1 + bytes.Count(src[:off], []byte("\n"))
 	start := bytes.LastIndexByte(src[:off], '\n') + 1
-	return Pos{line, utf8.RuneCount(src[start:off]) + 1}
+	return Pos{Line: line, Column: utf8.RuneCount(src[start:off]) + 1}
 }
 
 type field struct {
@@ -196,6 +218,14 @@ type decoder struct {
 	keyPos map[string]Pos
 	budget int
 	fields map[reflect.Type][]field
+	// origin names the file of nodes that came from a fragment of a
+	// layered spec (nil for one file).
+	origin map[*yaml.Node]string
+}
+
+// at is the position of n, with its file when it came from a fragment.
+func (d *decoder) at(n *yaml.Node) Pos {
+	return Pos{Line: n.Line, Column: n.Column, File: d.origin[n]}
 }
 
 var (
@@ -209,16 +239,16 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string, depth int) 
 	}
 	if d.budget--; d.budget < 0 {
 		if d.budget == -1 {
-			d.sink.addDecode(Pos{n.Line, n.Column}, path, "spec expands to more than %d YAML nodes (alias expansion?)", maxNodes)
+			d.sink.addDecode(d.at(n), path, "spec expands to more than %d YAML nodes (alias expansion?)", maxNodes)
 		}
 		return
 	}
 	if depth > maxDepth {
-		d.sink.addDecode(Pos{n.Line, n.Column}, path, "nesting deeper than %d levels", maxDepth)
+		d.sink.addDecode(d.at(n), path, "nesting deeper than %d levels", maxDepth)
 		return
 	}
 	if _, ok := d.pos[path]; !ok {
-		d.pos[path] = Pos{n.Line, n.Column}
+		d.pos[path] = d.at(n)
 	}
 	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
 		return // absent and null mean the same
@@ -233,7 +263,7 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string, depth int) 
 			return
 		}
 		if msg := v.Addr().Interface().(scalar).decodeScalar(n); msg != "" {
-			d.sink.addDecode(Pos{n.Line, n.Column}, path, "%s", msg)
+			d.sink.addDecode(d.at(n), path, "%s", msg)
 		}
 		return
 	}
@@ -264,7 +294,7 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string, depth int) 
 				if IsSecretKey(path[strings.LastIndexByte(path, '.')+1:]) {
 					value = Redacted
 				}
-				d.sink.addDecode(Pos{n.Line, n.Column}, path, "expected a string, got %s %s; quote it if it is meant as text", tagName(n.Tag), value)
+				d.sink.addDecode(d.at(n), path, "expected a string, got %s %s; quote it if it is meant as text", tagName(n.Tag), value)
 				return
 			}
 			d.typeError(n, path, "a string")
@@ -273,21 +303,21 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string, depth int) 
 		v.SetString(n.Value)
 	case reflect.Bool:
 		if n.Kind != yaml.ScalarNode || n.Tag != "!!bool" {
-			d.sink.addDecode(Pos{n.Line, n.Column}, path, "expected true or false, got %s", describe(n))
+			d.sink.addDecode(d.at(n), path, "expected true or false, got %s", describe(n))
 			return
 		}
 		v.SetBool(strings.EqualFold(n.Value, "true"))
 	case reflect.Int, reflect.Int64:
 		var i int64
 		if n.Kind != yaml.ScalarNode || n.Tag != "!!int" || n.Decode(&i) != nil {
-			d.sink.addDecode(Pos{n.Line, n.Column}, path, "expected an integer, got %s", describe(n))
+			d.sink.addDecode(d.at(n), path, "expected an integer, got %s", describe(n))
 			return
 		}
 		v.SetInt(i)
 	case reflect.Interface:
 		d.decodeAny(n, v, path, depth)
 	default:
-		d.sink.addDecode(Pos{n.Line, n.Column}, path, "internal: cannot decode into %s", v.Type())
+		d.sink.addDecode(d.at(n), path, "internal: cannot decode into %s", v.Type())
 	}
 }
 
@@ -300,7 +330,7 @@ func (d *decoder) decodeAny(n *yaml.Node, v reflect.Value, path string, depth in
 	}
 	var x any
 	if err := n.Decode(&x); err != nil {
-		d.sink.addDecode(Pos{n.Line, n.Column}, path, "%s", strings.TrimPrefix(err.Error(), "yaml: "))
+		d.sink.addDecode(d.at(n), path, "%s", strings.TrimPrefix(err.Error(), "yaml: "))
 		return
 	}
 	v.Set(reflect.ValueOf(&x).Elem())
@@ -312,12 +342,12 @@ func (d *decoder) walkFree(n *yaml.Node, path string, depth int) bool {
 	}
 	if d.budget--; d.budget < 0 {
 		if d.budget == -1 {
-			d.sink.addDecode(Pos{n.Line, n.Column}, path, "spec expands to more than %d YAML nodes (alias expansion?)", maxNodes)
+			d.sink.addDecode(d.at(n), path, "spec expands to more than %d YAML nodes (alias expansion?)", maxNodes)
 		}
 		return false
 	}
 	if depth > maxDepth {
-		d.sink.addDecode(Pos{n.Line, n.Column}, path, "nesting deeper than %d levels", maxDepth)
+		d.sink.addDecode(d.at(n), path, "nesting deeper than %d levels", maxDepth)
 		return false
 	}
 	for _, c := range n.Content {
@@ -344,7 +374,7 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string, depth
 			if s := suggest(key, fieldNames(fields)); s != "" {
 				msg += fmt.Sprintf("; did you mean %q?", s)
 			}
-			d.sink.addDecode(Pos{k.Line, k.Column}, path, "%s", msg)
+			d.sink.addDecode(d.at(k), path, "%s", msg)
 			continue
 		}
 		d.decode(val, v.FieldByIndex(f.index), keyPath(path, key), depth+1)
@@ -358,7 +388,7 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string, depth
 			val = val.Alias
 		}
 		if !ok || (val.Kind == yaml.ScalarNode && val.Tag == "!!null") {
-			d.sink.addDecode(Pos{n.Line, n.Column}, path, "missing required key %q", f.name)
+			d.sink.addDecode(d.at(n), path, "missing required key %q", f.name)
 		}
 	}
 }
@@ -373,7 +403,7 @@ func (d *decoder) decodeMap(n *yaml.Node, v reflect.Value, path string, depth in
 	}
 	for _, kv := range d.pairs(n, path, depth) {
 		key, k, val := kv.key, kv.k, kv.v
-		d.keyPos[keyPath(path, key)] = Pos{k.Line, k.Column}
+		d.keyPos[keyPath(path, key)] = d.at(k)
 		elem := reflect.New(v.Type().Elem()).Elem()
 		d.decode(val, elem, keyPath(path, key), depth+1)
 		v.SetMapIndex(reflect.ValueOf(key).Convert(v.Type().Key()), elem)
@@ -414,13 +444,13 @@ func (d *decoder) pairs(n *yaml.Node, path string, depth int) []pair {
 	for _, m := range merges {
 		for _, src := range d.mergeSources(m.k, m.v, path) {
 			if depth > maxDepth {
-				d.sink.addDecode(Pos{m.k.Line, m.k.Column}, path, "merge keys nested deeper than %d levels", maxDepth)
+				d.sink.addDecode(d.at(m.k), path, "merge keys nested deeper than %d levels", maxDepth)
 				return out
 			}
 			for _, kv := range d.pairs(src, path, depth+1) {
 				if d.budget--; d.budget < 0 {
 					if d.budget == -1 {
-						d.sink.addDecode(Pos{m.k.Line, m.k.Column}, path, "spec expands to more than %d YAML nodes (merge keys?)", maxNodes)
+						d.sink.addDecode(d.at(m.k), path, "spec expands to more than %d YAML nodes (merge keys?)", maxNodes)
 					}
 					return out
 				}
@@ -437,12 +467,6 @@ func (d *decoder) pairs(n *yaml.Node, path string, depth int) []pair {
 // mergeSources returns the mappings a merge key's value names: one mapping
 // or a list of them, each usually an alias.
 func (d *decoder) mergeSources(k, val *yaml.Node, path string) []*yaml.Node {
-	deref := func(n *yaml.Node) *yaml.Node {
-		for n.Kind == yaml.AliasNode {
-			n = n.Alias
-		}
-		return n
-	}
 	val = deref(val)
 	var srcs []*yaml.Node
 	switch val.Kind {
@@ -451,13 +475,13 @@ func (d *decoder) mergeSources(k, val *yaml.Node, path string) []*yaml.Node {
 	case yaml.SequenceNode:
 		for _, item := range val.Content {
 			if item = deref(item); item.Kind != yaml.MappingNode {
-				d.sink.addDecode(Pos{item.Line, item.Column}, path, "a merge key (<<) takes a mapping or a list of mappings, got %s in the list", describe(item))
+				d.sink.addDecode(d.at(item), path, "a merge key (<<) takes a mapping or a list of mappings, got %s in the list", describe(item))
 				return nil
 			}
 			srcs = append(srcs, item)
 		}
 	default:
-		d.sink.addDecode(Pos{k.Line, k.Column}, path, "a merge key (<<) takes a mapping or a list of mappings, got %s", describe(val))
+		d.sink.addDecode(d.at(k), path, "a merge key (<<) takes a mapping or a list of mappings, got %s", describe(val))
 	}
 	return srcs
 }
@@ -466,11 +490,11 @@ func (d *decoder) mergeSources(k, val *yaml.Node, path string) []*yaml.Node {
 // records the key in seen.
 func (d *decoder) mapKey(k *yaml.Node, path string, seen map[string]*yaml.Node) (string, bool) {
 	if k.Kind != yaml.ScalarNode {
-		d.sink.addDecode(Pos{k.Line, k.Column}, path, "mapping keys must be plain strings")
+		d.sink.addDecode(d.at(k), path, "mapping keys must be plain strings")
 		return "", false
 	}
 	if prev, dup := seen[k.Value]; dup {
-		d.sink.addDecode(Pos{k.Line, k.Column}, path, "duplicate key %q (first defined at line %d)", k.Value, prev.Line)
+		d.sink.addDecode(d.at(k), path, "duplicate key %q (first defined at line %d)", k.Value, prev.Line)
 		return "", false
 	}
 	seen[k.Value] = k
@@ -478,7 +502,7 @@ func (d *decoder) mapKey(k *yaml.Node, path string, seen map[string]*yaml.Node) 
 }
 
 func (d *decoder) typeError(n *yaml.Node, path, want string) {
-	d.sink.addDecode(Pos{n.Line, n.Column}, path, "expected %s, got %s", want, describe(n))
+	d.sink.addDecode(d.at(n), path, "expected %s, got %s", want, describe(n))
 }
 
 func describe(n *yaml.Node) string {

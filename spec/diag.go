@@ -7,10 +7,12 @@ import (
 	"unicode/utf8"
 )
 
-// Pos is a 1-based position in a spec file.
+// Pos is a 1-based position in a spec file; File names the file when a
+// layered spec has several (empty: the document's own file).
 type Pos struct {
-	Line   int `json:"line"`
-	Column int `json:"column"`
+	Line   int    `json:"line"`
+	Column int    `json:"column"`
+	File   string `json:"file,omitempty"`
 }
 
 // Diagnostic is one problem found in a spec.
@@ -43,6 +45,8 @@ func (d Diagnostic) String() string {
 type Diagnostics struct {
 	Items  []Diagnostic
 	source []byte
+	// sources are the files of a layered spec, by name.
+	sources map[string][]byte
 }
 
 func (ds *Diagnostics) Error() string {
@@ -56,9 +60,13 @@ func (ds *Diagnostics) Error() string {
 // Pretty formats each diagnostic followed by the offending source line and a
 // caret under the column, the way compilers do.
 func (ds *Diagnostics) Pretty() string {
-	src := strings.Split(string(ds.source), "\n")
 	var b strings.Builder
 	for i, d := range ds.Items {
+		text := ds.source
+		if s, ok := ds.sources[d.File]; ok {
+			text = s
+		}
+		src := strings.Split(string(text), "\n")
 		if i > 0 {
 			b.WriteByte('\n')
 		}
@@ -129,6 +137,8 @@ func caretPad(line string, col int) string {
 type diagSink struct {
 	file  string
 	items []Diagnostic
+	// order ranks the files of a layered spec (base first) for sorting.
+	order map[string]int
 	// failed holds key paths whose value did not decode; validation stays
 	// quiet about them (and what is below them) to avoid knock-on errors.
 	failed map[string]bool
@@ -147,8 +157,12 @@ func (s *diagSink) addDecode(p Pos, path, format string, args ...any) {
 // that quotes a value (an unparseable proxy URL, a TOML error) never
 // carries the secret in it.
 func (s *diagSink) add(p Pos, path, format string, args ...any) {
+	file := s.file
+	if p.File != "" {
+		file = p.File
+	}
 	s.items = append(s.items, Diagnostic{
-		File: s.file, Line: p.Line, Column: p.Column, Path: elide(path, maxPathShown),
+		File: file, Line: p.Line, Column: p.Column, Path: elide(path, maxPathShown),
 		Message: elide(Redact(fmt.Sprintf(format, args...)), maxMessage),
 	})
 }
@@ -202,6 +216,9 @@ func (s *diagSink) result(src []byte) error {
 	}
 	items := append([]Diagnostic(nil), s.items...)
 	sort.SliceStable(items, func(i, j int) bool {
+		if fi, fj := s.order[items[i].File], s.order[items[j].File]; fi != fj {
+			return fi < fj
+		}
 		if items[i].Line != items[j].Line {
 			return items[i].Line < items[j].Line
 		}

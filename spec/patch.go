@@ -98,7 +98,7 @@ func (d *decoder) decodePatch(n *yaml.Node, p *Patch, path string, depth int) {
 		if mm, ok := m.(map[string]any); ok {
 			p.Map = mm
 		} else if m != nil {
-			d.sink.addDecode(Pos{n.Line, n.Column}, path, "a patch mapping needs string keys")
+			d.sink.addDecode(d.at(n), path, "a patch mapping needs string keys")
 		}
 	default:
 		d.typeError(n, path, "TOML text or a mapping")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -47,9 +48,14 @@ func runCloudInit(ctx context.Context, args []string, s ioSet) int {
 	fs.Var(gz, "gzip", "`when` to gzip+base64 the spec and lock in write_files: auto (only when the plain output is over --max-size), always, never")
 	requirePinned := fs.Bool("require-pinned", false, "run the first-boot apply with --require-pinned (refuse digests taken only from the artifact's own origin)")
 	maxSize := fs.Int("max-size", userdata.DefaultMaxSize, "largest user data accepted, in bytes (providers cap it; EC2 at 16384); 0 for no limit")
+	fragment := fs.Bool("fragment", false, "the file is a fragment for an image that holds the base spec and nodeprov's first-boot unit: write it to "+userdata.FragmentPath+" and run nothing")
+	base := fs.String("base", "", "with --fragment: the image's base spec, to validate the fragment merged over it")
 	pos, code, ok := positional(fs, args, 1)
 	if !ok {
 		return code
+	}
+	if *fragment {
+		return cloudInitFragment(pos[0], *base, userdata.Format(format.v), userdata.Compression(gz.v), *maxSize, s)
 	}
 	if *maxSize < 0 {
 		fmt.Fprintln(s.err, "cloud-init: --max-size must not be negative")
@@ -120,4 +126,39 @@ func readLock(specFile, flagValue string) ([]byte, error) {
 		return nil, err
 	}
 	return data, nil
+}
+
+// cloudInitFragment prints user data that only writes a fragment: checked
+// strictly on its own (keys, types), and merged over base when given.
+func cloudInitFragment(name, base string, format userdata.Format, gz userdata.Compression, maxSize int, s ioSet) int {
+	src, err := os.ReadFile(name)
+	if name == "-" {
+		src, err = io.ReadAll(io.LimitReader(s.in, spec.MaxSpecSize+1))
+	}
+	if err != nil {
+		fmt.Fprintf(s.err, "cloud-init: %v\n", err)
+		return exitInvalid
+	}
+	if base != "" {
+		if _, ok := loadSpecs([]string{base, name}, s, "text", "cloud-init"); !ok {
+			return exitInvalid
+		}
+	} else if _, err := spec.Decode(name, src); err != nil {
+		var ds *spec.Diagnostics
+		if errors.As(err, &ds) {
+			fmt.Fprint(s.err, ds.Pretty())
+		}
+		fmt.Fprintf(s.err, "cloud-init: %v\n", err)
+		return exitInvalid
+	}
+	if maxSize == 0 {
+		maxSize = -1
+	}
+	res, err := userdata.Generate(userdata.Options{SpecName: name, Spec: src, Fragment: true, Format: format, Compress: gz, MaxSize: maxSize})
+	if err != nil {
+		fmt.Fprintf(s.err, "cloud-init: %v\n", err)
+		return exitFailure
+	}
+	s.out.Write(res.Data)
+	return exitOK
 }

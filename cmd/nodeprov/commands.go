@@ -73,11 +73,17 @@ func addOutput(fs *flag.FlagSet) *outputFlag {
 // it returns false, the command exits with code (usage was printed for a
 // wrong count; --help exits 0).
 func positional(fs *flag.FlagSet, args []string, n int) (pos []string, code int, ok bool) {
+	return positionalRange(fs, args, n, n)
+}
+
+// positionalRange is positional for commands that take min to max
+// arguments (max < 0: no limit).
+func positionalRange(fs *flag.FlagSet, args []string, min, max int) (pos []string, code int, ok bool) {
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return nil, parseExit(err), false
 	}
-	if len(pos) != n {
+	if len(pos) < min || max >= 0 && len(pos) > max {
 		fs.Usage()
 		return nil, exitInvalid, false
 	}
@@ -100,8 +106,15 @@ func writeJSON(w io.Writer, v any) {
 // loadSpec loads a spec and prints its diagnostics; ok is false when the
 // command must stop with exit code 2.
 func loadSpec(name string, s ioSet, out string, command string) (*spec.Document, bool) {
+	return loadSpecs([]string{name}, s, out, command)
+}
+
+// loadSpecs loads a layered spec: names[0] with the fragments names[1:]
+// and those in its node.d directory merged over it (spec.LoadFiles).
+func loadSpecs(names []string, s ioSet, out string, command string) (*spec.Document, bool) {
+	name := names[0]
 	start := time.Now()
-	doc, err := spec.LoadFile(name, s.in)
+	doc, err := spec.LoadFiles(names, s.in)
 	if err == nil {
 		return doc, true
 	}
@@ -137,14 +150,14 @@ func problems(n int, name string) string {
 }
 
 func runValidate(ctx context.Context, args []string, s ioSet) int {
-	fs := newFlags("validate", "validate [flags] spec.yaml|-",
-		"  nodeprov validate examples/k8s-worker.yaml\n  cat node.yaml | nodeprov validate -o json -", s)
+	fs := newFlags("validate", "validate [flags] spec.yaml|- [fragment.yaml...]",
+		"  nodeprov validate examples/k8s-worker.yaml\n  cat node.yaml | nodeprov validate -o json -\n  nodeprov validate base.yaml site.yaml   # a fragment merged over the base", s)
 	out := addOutput(fs)
-	pos, code, ok := positional(fs, args, 1)
+	pos, code, ok := positionalRange(fs, args, 1, -1)
 	if !ok {
 		return code
 	}
-	doc, ok := loadSpec(pos[0], s, out.v, "validate")
+	doc, ok := loadSpecs(pos, s, out.v, "validate")
 	if !ok {
 		return exitInvalid
 	}
@@ -164,7 +177,7 @@ func runMode(mode string) func(context.Context, []string, ioSet) int {
 			"apply": "  sudo nodeprov apply node.yaml\n  nodeprov apply --root /mnt/image -o json node.yaml > report.json\n  nodeprov apply --image node.yaml && nodeprov seal   # golden-image build VM",
 			"check": "  nodeprov check node.yaml || echo \"drift (exit 3) or failure (exit 1)\"",
 		}
-		fs := newFlags(mode, mode+" [flags] spec.yaml|-", examples[mode], s)
+		fs := newFlags(mode, mode+" [flags] spec.yaml|- [fragment.yaml...]", examples[mode], s)
 		out := addOutput(fs)
 		root := fs.String("root", "/", "target root directory; anything but / is an offline image root")
 		only := fs.String("stages", "", "comma-separated stages to run (default all): "+strings.Join(stages.Order, ","))
@@ -179,7 +192,7 @@ func runMode(mode string) func(context.Context, []string, ioSet) int {
 		if mode == "plan" {
 			expanded = fs.Bool("expanded", false, "print the spec with defaults applied instead of planning")
 		}
-		pos, code, ok := positional(fs, args, 1)
+		pos, code, ok := positionalRange(fs, args, 1, -1)
 		if !ok {
 			return code
 		}
@@ -196,7 +209,7 @@ func runMode(mode string) func(context.Context, []string, ioSet) int {
 			off := false
 			liveOpt, *firstBoot = &off, true
 		}
-		doc, ok := loadSpec(pos[0], s, out.v, mode)
+		doc, ok := loadSpecs(pos, s, out.v, mode)
 		if !ok {
 			return exitInvalid
 		}
