@@ -121,17 +121,17 @@ func LoadConfig(file string, data []byte, read ReadFunc) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	ctxName, ctxPath, ctx, err := l.current(top)
+	ctxName, ctxPath, ctxNode, err := l.current(top)
 	if err != nil {
 		return nil, err
 	}
 	cfg := &Config{File: file, Context: ctxName}
 	var clusterPath, userPath string
 	var clusterNode, userNode *yaml.Node
-	if cfg.Cluster, clusterPath, clusterNode, err = l.ref(top, ctx, ctxPath, "cluster", "clusters"); err != nil {
+	if cfg.Cluster, clusterPath, clusterNode, err = l.ref(top, ctxNode, ctxPath, "cluster", "clusters"); err != nil {
 		return nil, err
 	}
-	if cfg.User, userPath, userNode, err = l.ref(top, ctx, ctxPath, "user", "users"); err != nil {
+	if cfg.User, userPath, userNode, err = l.ref(top, ctxNode, ctxPath, "user", "users"); err != nil {
 		return nil, err
 	}
 	if err := l.cluster(cfg, clusterPath, clusterNode); err != nil {
@@ -200,7 +200,7 @@ func (l *loader) boolean(m map[string]*yaml.Node, key, p string) (bool, error) {
 }
 
 // current finds the current context: current-context, or the only one.
-func (l *loader) current(top map[string]*yaml.Node) (name, p string, ctx map[string]*yaml.Node, err error) {
+func (l *loader) current(top map[string]*yaml.Node) (name, p string, ctx *yaml.Node, err error) {
 	name, err = l.str(top, "current-context", "")
 	if err != nil {
 		return "", "", nil, err
@@ -225,8 +225,7 @@ func (l *loader) current(top map[string]*yaml.Node) (name, p string, ctx map[str
 	if n == nil {
 		return "", "", nil, l.errAt(top["current-context"], "current-context", "no context named %q in contexts", name)
 	}
-	ctx, err = l.mapping(n, p)
-	return name, p, ctx, err
+	return name, p, n, nil
 }
 
 // named finds the entry called name in one of the kubeconfig's lists
@@ -264,12 +263,16 @@ func (l *loader) named(top map[string]*yaml.Node, list, name string) (string, *y
 
 // ref resolves the context's cluster or user name to its entry's path
 // and node.
-func (l *loader) ref(top, ctx map[string]*yaml.Node, ctxPath, key, list string) (name, p string, n *yaml.Node, err error) {
+func (l *loader) ref(top map[string]*yaml.Node, ctxNode *yaml.Node, ctxPath, key, list string) (name, p string, n *yaml.Node, err error) {
+	ctx, err := l.mapping(ctxNode, ctxPath)
+	if err != nil {
+		return "", "", nil, err
+	}
 	if name, err = l.str(ctx, key, ctxPath); err != nil {
 		return "", "", nil, err
 	}
 	if name == "" {
-		return "", "", nil, l.errAt(nil, join(ctxPath, key), "not set")
+		return "", "", nil, l.errAt(deref(ctxNode), join(ctxPath, key), "not set")
 	}
 	if p, n, err = l.named(top, list, name); err != nil {
 		return "", "", nil, err

@@ -104,6 +104,8 @@ contexts: [{name: x, context: {cluster: c, user: u}}]
 			wantErr: "/etc/kubernetes/fleet.conf: current-context: not set, and the kubeconfig does not have exactly one context"},
 		{name: "unknown current context", src: strings.Replace(full, "current-context: fleet", "current-context: staging", 1),
 			wantErr: `/etc/kubernetes/fleet.conf:3:18: current-context: no context named "staging" in contexts`},
+		{name: "context without a user", src: strings.Replace(full, "cluster: prod, user: reader, namespace", "cluster: prod, namespace", 1),
+			wantErr: "/etc/kubernetes/fleet.conf:8:12: contexts[1].context.user: not set"},
 		{name: "unknown cluster", src: strings.Replace(full, "cluster: prod, user", "cluster: dev, user", 1),
 			wantErr: `/etc/kubernetes/fleet.conf:8:22: contexts[1].context.cluster: no cluster named "dev" in clusters`},
 		{name: "missing file", src: strings.Replace(full, "pki/ca.crt", "pki/nope.crt", 1),
