@@ -151,7 +151,7 @@ func TestFleetMachineID(t *testing.T) {
 		r := c.nodeprov(t, "fleet", "check", "--kubeconfig", ids.unknown, "-o", "json")
 		var rep fleetReport
 		json.Unmarshal([]byte(r.stdout), &rep)
-		want := "401 Unauthorized: Unauthorized; the API server did not accept the bearer token of user \"e2e-user\" in " + ids.unknown
+		want := "401 Unauthorized; the API server did not accept the bearer token of user \"e2e-user\" in " + ids.unknown
 		if r.code != 1 || rep.Error == nil || !strings.Contains(rep.Error.Message, want) || !strings.Contains(r.stderr, want) {
 			t.Errorf("want exit 1 and %q: %s", want, r)
 		}

@@ -80,7 +80,8 @@ type APIError struct {
 
 func (e *APIError) Error() string {
 	msg := fmt.Sprintf("GET %s: %d %s", e.URL, e.Code, http.StatusText(e.Code))
-	if e.Message != "" {
+	// A 401's Status says only "Unauthorized": no need to say it twice.
+	if e.Message != "" && e.Message != http.StatusText(e.Code) {
 		msg += ": " + e.Message
 	}
 	if e.Hint != "" {
