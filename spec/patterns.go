@@ -27,6 +27,10 @@ func Pattern(name string) (string, bool) {
 		return `^[0-9a-f]{32}$`, true
 	case "dns-label":
 		return `^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`, true
+	case "dns-subdomain":
+		// An RFC 1123 subdomain, the form of a Kubernetes Node name (at
+		// most 253 characters, which validate checks; the schema cannot).
+		return `^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`, true
 	case "unit":
 		return `^[A-Za-z0-9:_.\\@-]+\.(service|socket|timer|mount|automount|target|path|slice|scope|swap|device)$`, true
 	case "url":

@@ -182,6 +182,20 @@ func TestQuantitiesAgreeWithKubernetes(t *testing.T) {
 
 // TestLabelsAgreeWithKubernetes: validate accepts a nodeSelector key and
 // value exactly when Kubernetes' label validation does.
+func TestNodeNamesAgreeWithKubernetes(t *testing.T) {
+	for _, name := range []string{
+		"worker-1", "ip-10-0-0-1.ec2.internal", "a", "0", dnsSubdomain(253), dnsSubdomain(254),
+		"Worker", "a_b", "-a", "a-", ".a", "a.", "a..b", "a.-b", "é", "a b", strings.Repeat("a", 64),
+	} {
+		src := header + "machineID:\n  fleet: {kubeconfig: /k, nodeName: " + strconv.Quote(name) + "}\n"
+		ours := len(diags(t, src)) == 0
+		errs := validation.IsDNS1123Subdomain(name)
+		if theirs := len(errs) == 0; ours != theirs {
+			t.Errorf("node name %q: validate accepts it: %v; Kubernetes: %v %q", name, ours, theirs, errs)
+		}
+	}
+}
+
 func TestLabelsAgreeWithKubernetes(t *testing.T) {
 	name63 := strings.Repeat("a", 63)
 	for _, key := range []string{

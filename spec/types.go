@@ -353,6 +353,14 @@ type Dropin struct {
 type MachineID struct {
 	Policy    string   `yaml:"policy" enum:"fail|regenerate|warn" default:"fail" desc:"What a missing, invalid or shared machine-id does."`
 	Forbidden []string `yaml:"forbidden" pattern:"machine-id" desc:"Machine ids known to be shared (e.g. a base image's)."`
+	Fleet     *Fleet   `yaml:"fleet" desc:"At a live apply, ask the Kubernetes API whether another Node already reports this host's machine id (machine-id.fleet-duplicate, handled by policy); deferred for an image root."`
+}
+
+// Fleet is the fleet-wide machine-id check: the Nodes of a Kubernetes
+// cluster, read with a kubeconfig whose identity may list nodes.
+type Fleet struct {
+	Kubeconfig string `yaml:"kubeconfig" required:"true" desc:"Kubeconfig inside the target root whose identity may get and list nodes (a bootstrap token may not); its relative paths are relative to its directory."`
+	NodeName   string `yaml:"nodeName" pattern:"dns-subdomain" desc:"This host's Node name, which is not a duplicate of itself; default: the host name, in lower case, as the kubelet takes it."`
 }
 
 // Preflight configures the host probes.

@@ -138,6 +138,7 @@ func enumList(enum string) string {
 
 var (
 	dnsLabel   = lazyRegexp(mustPattern("dns-label"))
+	nodeNameRE = lazyRegexp(mustPattern("dns-subdomain"))
 	moduleName = lazyRegexp(mustPattern("module"))
 	sysctlKey  = lazyRegexp(mustPattern("sysctl-key"))
 	hexDigits  = lazyRegexp(`^[0-9a-f]+$`)
@@ -1028,6 +1029,12 @@ func (v *validator) machineID(m *MachineID) {
 	for i, id := range m.Forbidden {
 		if !machineID().MatchString(id) {
 			v.errf(indexPath("machineID.forbidden", i), "invalid machine id %q: expected 32 lower-case hex characters", id)
+		}
+	}
+	if f := m.Fleet; f != nil {
+		v.absPath("machineID.fleet.kubeconfig", f.Kubeconfig)
+		if f.NodeName != "" && (len(f.NodeName) > 253 || !nodeNameRE().MatchString(f.NodeName)) {
+			v.errf("machineID.fleet.nodeName", "invalid Node name %q: expected a DNS subdomain (lower-case letters, digits, '-' and '.', at most 253 characters)", f.NodeName)
 		}
 	}
 }

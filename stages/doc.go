@@ -22,7 +22,8 @@
 // the environment and writes the last-run record; report.go and text.go
 // are the JSON and text outputs. stages/host is the only code that touches
 // the machine; stages/archive, stages/textdiff and stages/cri are shared
-// helpers. No
+// helpers, and stages/kube is the small Kubernetes API client of the
+// machine-id stage's fleet check and `nodeprov fleet check`. No
 // stage package imports another (TestImportRules): the fetch and install
 // stages share one package, and what they hand each other stays in it.
 // commands.go holds the policy of lock, fetch --to, seal and sysinfo, so

@@ -45,11 +45,13 @@ func imports(t *testing.T, dir string) (internal, all []string) {
 
 // TestImportRules keeps the architecture's dependency rules true: no stage
 // package imports another stage package, only the shared ones (host, plan,
-// archive, textdiff, cri); plan imports neither fetch nor archive; cmd/nodeprov
+// archive, textdiff, cri, kube); plan imports neither fetch nor archive; kube
+// imports no nodeprov package (the files it needs are read by its callers
+// through host); cmd/nodeprov
 // imports nodeprov only through stages, spec and schema, and nothing
 // outside the standard library.
 func TestImportRules(t *testing.T) {
-	shared := []string{"stages/host", "stages/plan", "stages/archive", "stages/textdiff", "stages/cri"}
+	shared := []string{"stages/host", "stages/plan", "stages/archive", "stages/textdiff", "stages/cri", "stages/kube"}
 	dirs, err := filepath.Glob("*")
 	if err != nil {
 		t.Fatal(err)
@@ -75,6 +77,9 @@ func TestImportRules(t *testing.T) {
 		if p == "fetch" || p == "stages/archive" {
 			t.Errorf("stages/plan imports %s", p)
 		}
+	}
+	if kube, _ := imports(t, "kube"); len(kube) != 0 {
+		t.Errorf("stages/kube imports %v: it may import no nodeprov package", kube)
 	}
 	_, cmd := imports(t, "../cmd/nodeprov")
 	for _, p := range cmd {

@@ -98,8 +98,11 @@ func completionSpecs(ctx context.Context) ([]compCommand, error) {
 			return nil, fmt.Errorf("command %s did not show its flags with --help (exit %d)", c.name, code)
 		}
 		cc := compCommand{name: c.name, summary: c.summary, argFiles: strings.Contains(synopsis, "spec.yaml")}
-		if c.name == "completion" {
+		switch c.name {
+		case "completion":
 			cc.argWords = shells
+		case "fleet":
+			cc.argWords = fleetSubcommands
 		}
 		fs.VisitAll(func(f *flag.Flag) { cc.flags = append(cc.flags, compFlagOf(f)) })
 		out = append(out, cc)
@@ -132,7 +135,7 @@ func compFlagOf(f *flag.Flag) compFlag {
 		cf.values = spec.Arches()
 	case "root", "cache", "to":
 		cf.dir = true
-	case "lock-file", "binary-path":
+	case "lock-file", "binary-path", "kubeconfig":
 		cf.file = true
 	}
 	cf.list = cf.values != nil && strings.Contains(f.Usage, "comma-separated")

@@ -88,6 +88,8 @@ func TestCompletionSpecsFromFlagSets(t *testing.T) {
 		{"lock", "--arch", true, "amd64 arm64"},
 		{"seal", "--empty", false, ""},
 		{"fetch", "--to", true, ""},
+		{"fleet", "--kubeconfig", true, ""},
+		{"fleet", "-o", true, "text json"},
 	} {
 		f := find(c.cmd, c.flag)
 		if f == nil {
@@ -100,6 +102,14 @@ func TestCompletionSpecsFromFlagSets(t *testing.T) {
 	}
 	if f := find("fetch", "--to"); f == nil || !f.dir {
 		t.Error("fetch --to does not complete directories")
+	}
+	if f := find("fleet", "--kubeconfig"); f == nil || !f.file {
+		t.Error("fleet --kubeconfig does not complete files")
+	}
+	for _, c := range cmds {
+		if c.name == "fleet" && c.args() != "check" {
+			t.Errorf("fleet's first word completes to %q, want check", c.args())
+		}
 	}
 	if f := find("lock", "--arch"); f == nil || !f.list {
 		t.Error("lock --arch (comma-separated) is not a list")

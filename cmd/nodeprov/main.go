@@ -18,7 +18,7 @@ const (
 	exitOK      = 0
 	exitFailure = 1
 	exitInvalid = 2
-	exitDrift   = 3
+	exitDrift   = 3 // also: fleet check found Nodes sharing an identity
 )
 
 func main() {
@@ -55,6 +55,7 @@ func commands() []command {
 		{"fetch", "download and verify every artifact into a cache directory (air-gapped hosts)", runFetch},
 		{"mirror", "copy every artifact, verified, into an OCI registry or a directory, and write a spec and lock that use it", runMirror},
 		{"seal", "prepare an image root for cloning: machine-id to first-boot state, run state cleared", runSeal},
+		{"fleet", "fleet check: exit 3 when Kubernetes Nodes share a machine id or system UUID", runFleet},
 		{"sysinfo", "probe the host: kernel, cgroups, kernel config, binaries, disk", runSysinfo},
 		{"cloud-init", "print cloud-init user data that installs nodeprov and applies the spec on first boot", runCloudInit},
 		{"runtimeclasses", "print a Kubernetes RuntimeClass for every containerd runtime handler", runRuntimeClasses},
@@ -103,7 +104,8 @@ Commands:
 		fmt.Fprintf(w, "  %-14s %s\n", c.name, c.summary)
 	}
 	fmt.Fprint(w, `
-Exit codes: 0 ok, 1 failure, 2 invalid spec or usage, 3 drift (check).
+Exit codes: 0 ok, 1 failure, 2 invalid spec or usage, 3 drift (check) or
+Nodes sharing an identity (fleet check).
 Run "nodeprov <command> --help" for a command's flags and an example.
 `)
 }

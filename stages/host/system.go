@@ -1,6 +1,7 @@
 package host
 
 import (
+	"fmt"
 	"io"
 	"os"
 	"strings"
@@ -47,4 +48,14 @@ func IsTerminal(w io.Writer) bool {
 	}
 	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
 	return err == nil
+}
+
+// Hostname is the running kernel's host name in lower case: the Node name
+// a kubelet registers when it is not given --hostname-override.
+func Hostname() (string, error) {
+	name, err := os.Hostname()
+	if err != nil {
+		return "", fmt.Errorf("read the host name: %w", err)
+	}
+	return strings.ToLower(strings.TrimSpace(name)), nil
 }

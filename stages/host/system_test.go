@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -50,5 +51,35 @@ func TestTerminalWidth(t *testing.T) {
 	defer f.Close()
 	if cols, ok := TerminalWidth(f); ok || cols != 0 {
 		t.Errorf("regular file: TerminalWidth = %d, %v; want 0, false", cols, ok)
+	}
+}
+
+// TestHostname compares with uname(2) inside a UTS namespace whose host
+// name the test sets, in mixed case, as a cloud image may.
+func TestHostname(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for a UTS namespace")
+	}
+	done := make(chan error, 1)
+	go func() {
+		// The thread is never unlocked: the runtime ends it instead of
+		// reusing it in the test's namespace.
+		runtime.LockOSThread()
+		if err := unix.Unshare(unix.CLONE_NEWUTS); err != nil {
+			done <- err
+			return
+		}
+		if err := unix.Sethostname([]byte("Worker-7.Example.INTERNAL")); err != nil {
+			done <- err
+			return
+		}
+		name, err := Hostname()
+		if err == nil && name != "worker-7.example.internal" {
+			err = fmt.Errorf("Hostname() = %q, want worker-7.example.internal", name)
+		}
+		done <- err
+	}()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }

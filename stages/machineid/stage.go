@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"strings"
 
+	"github.com/nodeprov/nodeprov/spec"
 	"github.com/nodeprov/nodeprov/stages/host"
 	"github.com/nodeprov/nodeprov/stages/plan"
 )
@@ -32,14 +33,17 @@ func (Stage) Name() string { return "machine-id" }
 // Plan implements plan.Stage. Under policy fail a failed check is an error
 // (a *CheckError); under warn it is a warning and an unchanged action;
 // under regenerate the returned actions repair it, and a second run finds
-// nothing to do.
+// nothing to do. With machineID.fleet, a live run also asks the Kubernetes
+// API whether another Node reports this host's id (checkFleet): a
+// duplicate is one more failed check under the same policies; an API that
+// cannot answer is an error, except under warn.
 func (Stage) Plan(ctx context.Context, env *plan.Env) ([]*plan.Action, error) {
-	policy, forbidden := PolicyFail, []string(nil)
+	policy, forbidden, fleet := PolicyFail, []string(nil), (*spec.Fleet)(nil)
 	if env.Spec != nil {
 		if p := env.Spec.MachineID.Policy; p != "" {
 			policy = p
 		}
-		forbidden = env.Spec.MachineID.Forbidden
+		forbidden, fleet = env.Spec.MachineID.Forbidden, env.Spec.MachineID.Fleet
 	}
 	switch policy {
 	case PolicyFail, PolicyWarn, PolicyRegenerate:
@@ -50,6 +54,28 @@ func (Stage) Plan(ctx context.Context, env *plan.Env) ([]*plan.Action, error) {
 	if err != nil {
 		return nil, err
 	}
+	var fleetAction *plan.Action
+	if fleet != nil {
+		if fleetAction, err = checkFleet(ctx, env.Root, env.Live, st, fleet); err != nil {
+			// Without an answer nothing can be repaired: only warn
+			// goes on, and says the check did not run.
+			if policy != PolicyWarn {
+				return nil, err
+			}
+			env.Warnf("%v", err)
+			fleetAction = &plan.Action{Resource: FleetResource, Op: plan.OpNone, Detail: "warning (machineID.policy: warn): not checked: " + err.Error()}
+		}
+	}
+	actions, err := planPolicy(env, policy, st)
+	if err != nil || fleetAction == nil {
+		return actions, err
+	}
+	return append(actions, fleetAction), nil
+}
+
+// planPolicy turns what Inspect found into actions, or an error, by
+// policy.
+func planPolicy(env *plan.Env, policy string, st *Status) ([]*plan.Action, error) {
 	switch {
 	case len(st.Problems) == 0:
 		return []*plan.Action{passed(st)}, nil
