@@ -17,7 +17,9 @@ DEMO_ROOT ?= $(DEMO_DIR)/root
 # against the JSON Schema independently of nodeprov. docker-registry (the
 # CNCF distribution registry), skopeo and curl serve, push and probe the
 # images the CRI tests pull through containerd's mirror configuration.
-TEST_DEBS := util-linux iproute2 kmod procps containerd runc runsc containernetworking-plugins busybox-static systemd systemd-container debootstrap cloud-init zsh python3-yaml python3-jsonschema docker-registry skopeo curl docker.io
+# squashfs-tools builds and lists the systemd-sysext images of `nodeprov
+# sysext` (mksquashfs, unsquashfs).
+TEST_DEBS := util-linux iproute2 kmod procps containerd runc runsc containernetworking-plugins busybox-static systemd systemd-container debootstrap cloud-init zsh python3-yaml python3-jsonschema docker-registry skopeo curl docker.io squashfs-tools
 GO_DIRS   := $(wildcard cmd spec stages fetch schema e2e)
 
 .PHONY: all build test unit e2e bench demo lint fuzz generate deps clean
