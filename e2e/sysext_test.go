@@ -18,20 +18,8 @@ import (
 	art "github.com/nodeprov/nodeprov/e2e/artifacts"
 )
 
-// sysextName is the extension the test builds (metadata.name of its spec).
+// sysextName is the extension the test builds (--name).
 const sysextName = "np-runtime"
-
-// sysextSpec is containerd (Debian's 1.6, release-shaped) with runc and
-// the CNI plugins from the artifacts tree at url, and the built-in
-// containerd.service, enabled.
-func sysextSpec(a *artifacts, url string) string {
-	return fmt.Sprintf(`apiVersion: nodeprov/v1alpha1
-kind: Node
-metadata: {name: %s}
-%sunits:
-  - {name: containerd.service, enabled: true, state: started}
-`, sysextName, art.ComponentsYAML(url, a.keyring, false))
-}
 
 // sysextBuild is what `nodeprov sysext -o json` reports.
 type sysextBuild struct {
@@ -57,7 +45,7 @@ type sysextBuild struct {
 func buildSysext(t *testing.T, specFile, out string) sysextBuild {
 	t.Helper()
 	start := time.Now()
-	r := runNodeprov(t, "", "sysext", "-o", "json", "--arch", "amd64", "--out", out, specFile)
+	r := runNodeprov(t, "", "sysext", "-o", "json", "--arch", "amd64", "--name", sysextName, "--out", out, specFile)
 	if r.code != 0 {
 		t.Fatalf("nodeprov sysext:\n%s", r)
 	}
@@ -78,9 +66,11 @@ func buildSysext(t *testing.T, specFile, out string) sysextBuild {
 // nothing outside /usr and /opt. In the nspawn-booted Debian node (systemd
 // 252): the image in /var/lib/extensions merges, containerd.service is
 // started by the Upholds= wiring once the manager reloads, runs the
-// extension's /usr/bin/containerd with its runc, and ctr talks
-// to it; unmerge takes it all away: no overlay on /usr, no binaries, no
-// unit, no loop device.
+// extension's /usr/bin/containerd, ctr talks to it, and a runc pod (the
+// pods test's setup: registry mirror, bridge CNI) runs on the extension's
+// shim, runc and CNI plugins, with the host configuration written by
+// `nodeprov apply --stages containerd`; unmerge takes it all away: no
+// overlay on /usr, no binaries, no unit, no loop device.
 func TestSysext(t *testing.T) {
 	if _, err := exec.LookPath("mksquashfs"); err != nil {
 		if os.Getenv("CI") != "" {
@@ -90,9 +80,23 @@ func TestSysext(t *testing.T) {
 	}
 	a := releaseArtifacts(t)
 	srv := a.serve(t, nil)
+	extra := t.TempDir()
+	crictlRel, crictlSHA, err := art.PackCrictl(extra, crictlBinary(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	extraSrv, err := art.Serve(extra, art.ServerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { extraSrv.Close() })
+	// The pods test's spec: containerd (Debian's 1.6, release-shaped),
+	// runc, the CNI plugins and crictl, the built-in containerd.service
+	// enabled; containerd's config with the test registry as mirror.
+	specText := nodePodsSpec(a, srv.URL, extraSrv.URL, crictlRel, crictlSHA, "", "registry.k8s.io/pause:3.10")
 	dir := t.TempDir()
 	specFile := filepath.Join(dir, "node.yaml")
-	if err := os.WriteFile(specFile, []byte(sysextSpec(a, srv.URL)), 0o644); err != nil {
+	if err := os.WriteFile(specFile, []byte(specText), 0o644); err != nil {
 		t.Fatal(err)
 	}
 
@@ -121,6 +125,11 @@ func TestSysext(t *testing.T) {
 
 	// Into the node.
 	root := newNodeRoot(t)
+	ns := newNetns(t)
+	startRegistry(t, ns, []registryImage{{"library/busybox:1.36", []string{"/bin/sh"}}, {"pause:3.10", pauseEntry}})
+	if err := ns.do(func() error { return os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0o644) }); err != nil {
+		t.Fatal(err)
+	}
 	imgInNode := filepath.Join(root, "var/lib/extensions", sysextName+".raw")
 	var st syscall.Stat_t
 	// Registered before the node boots, so it runs after the node is
@@ -132,7 +141,7 @@ func TestSysext(t *testing.T) {
 	})
 	args := []string{"--capability=CAP_NET_ADMIN"}
 	args = append(args, loopDeviceBinds(t)...)
-	n := bootNode(t, root, bootOptions{containers: true, args: args})
+	n := bootNode(t, root, bootOptions{ns: ns, containers: true, args: args})
 	if err := os.MkdirAll(filepath.Dir(imgInNode), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +159,7 @@ func TestSysext(t *testing.T) {
 	if hostStages != "containerd" {
 		t.Errorf("host stages %q, want containerd", hostStages)
 	}
-	n.writeFile(t, "/etc/nodeprov/node.yaml", []byte(sysextSpec(a, srv.URL)), 0o600)
+	n.writeFile(t, "/etc/nodeprov/node.yaml", []byte(specText), 0o600)
 	if r := n.run(t, "", "nodeprov", "apply", "--stages", hostStages, "/etc/nodeprov/node.yaml"); r.code != 0 {
 		t.Fatalf("nodeprov apply --stages %s in the node:\n%s", hostStages, r)
 	}
@@ -212,6 +221,24 @@ func TestSysext(t *testing.T) {
 	if got := n.mustSh(t, "runc --version | head -1"); !strings.Contains(got, runcVersion) {
 		t.Errorf("runc from the extension: %q", got)
 	}
+	// A runc pod through the CRI, every binary from the extension (the
+	// shim and runc found on PATH in /usr/bin, the CNI plugins in the
+	// overlaid /opt), images through the mirror.
+	out := n.sh(t, fmt.Sprintf(runPodScript, "sysext"))
+	if out.code != 0 {
+		t.Fatalf("a pod on the extension's containerd:\n%s\n%s", out, n.journal(t, "containerd.service", 40))
+	}
+	t.Logf("a runc pod on the extension's containerd:\n%s", out.stdout)
+	for _, want := range []string{"logs: hello-from-sysext", "inet " + strings.TrimSuffix(art.PodSubnet, "0/24")} {
+		if !strings.Contains(out.stdout, want) {
+			t.Errorf("pod output lacks %q", want)
+		}
+	}
+	if got := n.mustSh(t, "for p in /proc/[0-9]*; do readlink $p/exe; done | grep containerd-shim | sort -u"); got != "/usr/bin/containerd-shim-runc-v2\n" {
+		t.Errorf("the pod's shim runs %q, want the extension's /usr/bin/containerd-shim-runc-v2", got)
+	}
+	// Nothing may run from the extension when it goes: the pod first.
+	n.mustSh(t, "crictl rmp -fa >/dev/null")
 
 	// Unmerge: the overlay goes, and with the reload the unit and its
 	// wiring; the service that ran from the extension is stopped.
@@ -272,7 +299,7 @@ func checkSysextImage(t *testing.T, img string, b sysextBuild) {
 			t.Errorf("%s: the extension must not have /usr/local or /usr/sbin", p)
 		}
 	}
-	for _, p := range []string{"/usr/bin/containerd", "/usr/bin/ctr", "/usr/bin/containerd-shim-runc-v2", "/usr/bin/runc",
+	for _, p := range []string{"/usr/bin/containerd", "/usr/bin/ctr", "/usr/bin/containerd-shim-runc-v2", "/usr/bin/runc", "/usr/bin/crictl",
 		"/opt/cni/bin/bridge", "/usr/lib/systemd/system/containerd.service",
 		"/usr/lib/systemd/system/multi-user.target.d/10-" + sysextName + ".conf",
 		"/usr/lib/extension-release.d/extension-release." + sysextName} {
