@@ -18,10 +18,9 @@ import (
 // included: an extension that ships usr/local/ hides a host whose
 // /usr/local is a symlink into /var (Fedora CoreOS), and one that ships
 // usr/sbin/ hides a host whose /usr/sbin is a symlink to bin (Fedora ≥ 42,
-// Arch; Flatcar's sysext-bakery tests that no image has usr/sbin). So the
-// extension uses only directories that are directories everywhere:
-// /usr/local/X becomes /usr/X, and sbin becomes bin, which is on every
-// service's PATH too (containerd finds its shims and runc there).
+// Arch). So the extension uses only directories that are directories
+// everywhere: /usr/local/X becomes /usr/X, and sbin becomes bin, which is
+// on every service's PATH too (containerd finds its shims and runc there).
 
 // sysextPath maps an absolute install target of a host to its place in a
 // system extension: /usr/local/X to /usr/X, /usr/sbin/X (also from
