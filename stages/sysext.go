@@ -118,8 +118,8 @@ func Sysext(ctx context.Context, o SysextOptions) (*SysextResult, error) {
 	for _, r := range res.Relocations {
 		if strings.HasPrefix(r.To, "/opt/") {
 			res.Notes = append(res.Notes, "the image ships /opt ("+r.To+", "+r.Artifact+"): while merged, /opt is read-only, so nothing can write there "+
-				"(containerd's opt plugin, CNI agents that copy plugins into /opt/cni/bin); components.cni.installDir and containerd.cni.binDir "+
-				"/usr/lib/cni keep the plugins in /usr")
+				"(containerd's opt plugin, CNI agents that copy their plugins into /opt/cni/bin); for the CNI plugins, components.cni.installDir "+
+				"and containerd.cni.binDir /usr/lib/cni keep /opt the host's")
 			break
 		}
 	}

@@ -21,6 +21,7 @@ func runSysext(ctx context.Context, args []string, s ioSet) int {
 	osVersion := fs.String("os-version", "", "extension-release VERSION_ID, required with an --os-id other than _any")
 	root := fs.String("root", "/", "root that keyring, CA and registry config paths are read from")
 	dl := addDownloadFlags(fs)
+	fs.Lookup("cache").Usage = "download cache directory kept between builds (default: a temporary one); a cache filled by `nodeprov fetch --to` needs no network"
 	pos, code, ok := positional(fs, args, 1)
 	if !ok {
 		return code
