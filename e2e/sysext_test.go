@@ -356,11 +356,16 @@ func regexpLine(out, prefix, word string) bool {
 // loopDeviceBinds gives the node the host's loop devices: systemd-sysext
 // attaches a raw image to a free one (LOOP_CTL_GET_FREE on
 // /dev/loop-control, then /dev/loopN), and nspawn's private /dev has
-// neither. The container reaches the shared kernel loop devices, so only
-// a number the kernel has not created a node for yet (all eight in use)
-// would fail.
+// neither. The container reaches the shared kernel loop devices; only a
+// device the kernel creates after the node booted (every bound one taken
+// by then) would be missing in it.
 func loopDeviceBinds(t *testing.T) []string {
 	t.Helper()
+	// losetup --find makes the kernel create a free device when every
+	// existing one is in use, so that one is bound too.
+	if out, err := exec.Command("losetup", "--find").CombinedOutput(); err != nil {
+		t.Fatalf("losetup --find: %v\n%s", err, out)
+	}
 	devs, err := filepath.Glob("/dev/loop[0-9]*")
 	if err != nil || len(devs) == 0 {
 		t.Fatalf("no /dev/loopN on this host (%v): systemd-sysext needs loop devices for a raw image", err)

@@ -130,7 +130,7 @@ func compFlagOf(f *flag.Flag) compFlag {
 		cf.values = stages.Order
 	case "arch":
 		cf.values = spec.Arches()
-	case "root", "cache", "to":
+	case "root", "cache", "to", "out":
 		cf.dir = true
 	case "lock-file", "binary-path":
 		cf.file = true
