@@ -95,6 +95,11 @@ func Sysext(ctx context.Context, o SysextOptions) (*SysextResult, error) {
 	if err := checkSysextName(res.Name); err != nil {
 		return nil, err
 	}
+	if os.Geteuid() != 0 {
+		// The install stage writes every file owned by root, as apply
+		// does; failing here says so before anything is downloaded.
+		return nil, fmt.Errorf("nodeprov sysext runs as root: it installs the artifacts as apply does, owned by root")
+	}
 	release, err := extensionRelease(o.OSID, o.OSVersion, res.Arch)
 	if err != nil {
 		return nil, err
