@@ -57,12 +57,19 @@ type SysextResult struct {
 	Units  []string `json:"units"`
 	Upheld []string `json:"upheld"`
 	// Release is the extension-release file's contents.
-	Release string             `json:"extensionRelease"`
-	Files   []host.ImageEntry  `json:"files"`
-	Stages  []StageReport      `json:"stages"`
-	Host    []string           `json:"host"`
-	Notes   []string           `json:"notes,omitempty"`
-	Timing  map[string]float64 `json:"timingMs"`
+	Release string `json:"extensionRelease"`
+	// Files lists the image, in lexical order.
+	Files []host.ImageEntry `json:"files"`
+	// Stages are the fetch and install stages' reports.
+	Stages []StageReport `json:"stages"`
+	// Host names the apply stages that write the spec's host
+	// configuration next to the extension (kernel, files, containerd,
+	// docker); empty when it has none.
+	Host []string `json:"host"`
+	// Notes say what of the spec the image leaves out, and why.
+	Notes []string `json:"notes,omitempty"`
+	// Timing is milliseconds spent on the artifacts and on mksquashfs.
+	Timing map[string]float64 `json:"timingMs"`
 }
 
 // SysextName is the extension name Sysext uses for a spec when none is

@@ -100,9 +100,9 @@ type Relocation struct {
 }
 
 // sysextRelocations lists every target of the artifacts with its place in
-// the extension, in artifact order, and refuses a spec in which two
-// targets land on one path (/usr/local/bin/runc and /usr/bin/runc) or one
-// lands inside another's file. Every error names the artifact.
+// the extension, in artifact order, and refuses a spec in which files of
+// two artifacts land on one path (/usr/local/bin/runc and /usr/bin/runc
+// both become /usr/bin/runc). Every error names the artifact.
 func sysextRelocations(arts []spec.Artifact) ([]Relocation, error) {
 	var out []Relocation
 	owner := map[string]string{}
