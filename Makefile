@@ -19,7 +19,9 @@ DEMO_ROOT ?= $(DEMO_DIR)/root
 # images the CRI tests pull through containerd's mirror configuration.
 # etcd-server is the store of the real kube-apiserver (built from its Go
 # module, e2e/kubeapiserver_build_test.go) the fleet checks ask.
-TEST_DEBS := util-linux iproute2 kmod procps containerd runc runsc containernetworking-plugins busybox-static systemd systemd-container debootstrap cloud-init zsh python3-yaml python3-jsonschema docker-registry skopeo curl docker.io etcd-server
+# squashfs-tools builds and lists the systemd-sysext images of `nodeprov
+# sysext` (mksquashfs, unsquashfs).
+TEST_DEBS := util-linux iproute2 kmod procps containerd runc runsc containernetworking-plugins busybox-static systemd systemd-container debootstrap cloud-init zsh python3-yaml python3-jsonschema docker-registry skopeo curl docker.io etcd-server squashfs-tools
 GO_DIRS   := $(wildcard cmd spec stages fetch schema e2e)
 
 .PHONY: all build test unit e2e bench demo lint fuzz generate deps clean

@@ -27,5 +27,8 @@
 // stage package imports another (TestImportRules): the fetch and install
 // stages share one package, and what they hand each other stays in it.
 // commands.go holds the policy of lock, fetch --to, seal and sysinfo, so
-// that cmd/nodeprov only parses flags and prints.
+// that cmd/nodeprov only parses flags and prints; mirror.go that of
+// `nodeprov mirror`; sysext.go builds systemd-sysext images (the fetch and
+// install stages into a staging tree, relocated for /usr and /opt by
+// sysext_layout.go, with the units of sysext_units.go).
 package stages

@@ -133,7 +133,7 @@ func compFlagOf(f *flag.Flag) compFlag {
 		cf.values = stages.Order
 	case "arch":
 		cf.values = spec.Arches()
-	case "root", "cache", "to":
+	case "root", "cache", "to", "out":
 		cf.dir = true
 	case "lock-file", "binary-path", "kubeconfig":
 		cf.file = true

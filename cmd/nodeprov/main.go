@@ -54,6 +54,7 @@ func commands() []command {
 		{"lock", "resolve and pin the digest of every download in nodeprov.lock", runLock},
 		{"fetch", "download and verify every artifact into a cache directory (air-gapped hosts)", runFetch},
 		{"mirror", "copy every artifact, verified, into an OCI registry or a directory, and write a spec and lock that use it", runMirror},
+		{"sysext", "build a systemd-sysext image (NAME.raw) of the spec's verified artifacts and units for immutable hosts", runSysext},
 		{"seal", "prepare an image root for cloning: machine-id to first-boot state, run state cleared", runSeal},
 		{"fleet", "fleet check: exit 3 when Kubernetes Nodes share a machine id or system UUID", runFleet},
 		{"sysinfo", "probe the host: kernel, cgroups, kernel config, binaries, disk", runSysinfo},

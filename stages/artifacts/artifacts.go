@@ -54,6 +54,11 @@ type Options struct {
 	// order in the install stage). The install stage then reports what was
 	// installed. Set it only when the install stage is part of the run.
 	Pipeline bool
+	// Relocate, when set, replaces where each expanded artifact installs
+	// (an image whose layout differs from a host's, such as a
+	// systemd-sysext image that has no /usr/local); an error names the
+	// artifact and stops the run before anything is fetched.
+	Relocate func(spec.Artifact) (spec.Install, error)
 }
 
 // New returns the fetch and install stages of one run, sharing its state.
@@ -153,6 +158,13 @@ func (r *run) prepare(env *plan.Env) error {
 	arts, err := spec.Expand(env.Spec, arch)
 	if err != nil {
 		return err
+	}
+	if r.o.Relocate != nil {
+		for i := range arts {
+			if arts[i].Install, err = r.o.Relocate(arts[i]); err != nil {
+				return fmt.Errorf("%s: %w", arts[i].SpecPath, err)
+			}
+		}
 	}
 	r.arts = arts
 	if len(arts) == 0 {
