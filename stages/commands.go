@@ -87,7 +87,13 @@ type FillOptions struct {
 	RootDir string // where keyring and CA files are read
 	Arches  []string
 	// To is the cache directory to fill; its lock file is written there.
-	To            string
+	To string
+	Downloads
+}
+
+// Downloads are the download settings of the commands that fetch outside
+// a run: fetch --to, mirror and sysext.
+type Downloads struct {
 	Pins          *spec.Lock
 	Parallel      int
 	RequirePinned bool

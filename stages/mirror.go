@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/nodeprov/nodeprov/fetch"
 	"github.com/nodeprov/nodeprov/spec"
@@ -37,13 +36,8 @@ type MirrorOptions struct {
 	// (nodeprov.lock).
 	Out string
 	// Cache is the download cache; a temporary one when empty.
-	Cache          string
-	Pins           *spec.Lock
-	Parallel       int
-	RequirePinned  bool
-	IdleTimeout    time.Duration
-	Progress       Progress
-	RegistryConfig []byte
+	Cache string
+	Downloads
 }
 
 // MirrorResult says what Mirror did.

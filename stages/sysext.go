@@ -32,14 +32,9 @@ type SysextOptions struct {
 	// Out is the directory that receives NAME.raw.
 	Out string
 	// Cache is the download cache; a temporary one when empty.
-	Cache          string
-	Pins           *spec.Lock
-	Parallel       int
-	RequirePinned  bool
-	IdleTimeout    time.Duration
-	Progress       Progress
-	RegistryConfig []byte
-	Observer       Observer
+	Cache string
+	Downloads
+	Observer Observer
 }
 
 // SysextResult says what Sysext built.

@@ -223,7 +223,7 @@ units:
 	}
 	build := func(name, text string) (*SysextResult, error) {
 		doc := load(t, text)
-		return Sysext(context.Background(), SysextOptions{Spec: doc.Spec, RootDir: "/", Arch: "arm64", Out: filepath.Join(t.TempDir(), name), Parallel: 2})
+		return Sysext(context.Background(), SysextOptions{Spec: doc.Spec, RootDir: "/", Arch: "arm64", Out: filepath.Join(t.TempDir(), name), Downloads: Downloads{Parallel: 2}})
 	}
 	first, err := build("one", specText(sha256Hex(tool)))
 	if err != nil {

@@ -36,6 +36,21 @@ func addDownloadFlags(fs *flag.FlagSet) *downloadFlags {
 	return d
 }
 
+// downloads are the download settings for the spec in specFile: the lock
+// files' pins (pins), the flags and --registry-config.
+func (d *downloadFlags) downloads(specFile string) (stages.Downloads, error) {
+	pins, err := d.pins(specFile)
+	if err != nil {
+		return stages.Downloads{}, err
+	}
+	reg, err := d.registryConfig()
+	if err != nil {
+		return stages.Downloads{}, err
+	}
+	return stages.Downloads{Pins: pins, Parallel: d.parallel, RequirePinned: d.requirePinned, IdleTimeout: d.idleTimeout,
+		RegistryConfig: reg}, nil
+}
+
 // registryConfig reads --registry-config; nil when not given.
 func (d *downloadFlags) registryConfig() ([]byte, error) {
 	if d.registryCfg == "" {
@@ -125,18 +140,13 @@ func runFetch(ctx context.Context, args []string, s ioSet) int {
 	if !ok {
 		return exitInvalid
 	}
-	pins, err := dl.pins(pos[0])
-	if err != nil {
-		fmt.Fprintf(s.err, "fetch: %v\n", err)
-		return exitInvalid
-	}
-	regCfg, err := dl.registryConfig()
+	downloads, err := dl.downloads(pos[0])
 	if err != nil {
 		fmt.Fprintf(s.err, "fetch: %v\n", err)
 		return exitInvalid
 	}
 	o := stages.FillOptions{Spec: doc.Spec, RootDir: *root, Arches: arches(dl.arch, []string{spec.HostArch()}), To: *to,
-		Pins: pins, Parallel: dl.parallel, RequirePinned: dl.requirePinned, IdleTimeout: dl.idleTimeout, RegistryConfig: regCfg}
+		Downloads: downloads}
 	if out.v == "text" {
 		o.Progress = progressFor(s.err)
 	}

@@ -31,19 +31,13 @@ func runMirror(ctx context.Context, args []string, s ioSet) int {
 	if !ok {
 		return exitInvalid
 	}
-	pins, err := dl.pins(pos[0])
-	if err != nil {
-		fmt.Fprintf(s.err, "mirror: %v\n", err)
-		return exitInvalid
-	}
-	regCfg, err := dl.registryConfig()
+	downloads, err := dl.downloads(pos[0])
 	if err != nil {
 		fmt.Fprintf(s.err, "mirror: %v\n", err)
 		return exitInvalid
 	}
 	o := stages.MirrorOptions{Spec: doc.Spec, RootDir: *root, Arches: arches(dl.arch, spec.Arches()), To: *to, URL: *base,
-		Out: *outDir, Cache: dl.cache, Pins: pins, Parallel: dl.parallel, RequirePinned: dl.requirePinned,
-		IdleTimeout: dl.idleTimeout, RegistryConfig: regCfg}
+		Out: *outDir, Cache: dl.cache, Downloads: downloads}
 	if out.v == "text" {
 		o.Progress = progressFor(s.err)
 	}

@@ -34,19 +34,13 @@ func runSysext(ctx context.Context, args []string, s ioSet) int {
 	if !ok {
 		return exitInvalid
 	}
-	pins, err := dl.pins(pos[0])
-	if err != nil {
-		fmt.Fprintf(s.err, "sysext: %v\n", err)
-		return exitInvalid
-	}
-	regCfg, err := dl.registryConfig()
+	downloads, err := dl.downloads(pos[0])
 	if err != nil {
 		fmt.Fprintf(s.err, "sysext: %v\n", err)
 		return exitInvalid
 	}
 	o := stages.SysextOptions{Spec: doc.Spec, RootDir: *root, Arch: dl.arch, Name: *name, OSID: *osID, OSVersion: *osVersion,
-		Out: *outDir, Cache: dl.cache, Pins: pins, Parallel: dl.parallel, RequirePinned: dl.requirePinned,
-		IdleTimeout: dl.idleTimeout, RegistryConfig: regCfg}
+		Out: *outDir, Cache: dl.cache, Downloads: downloads}
 	if out.v == "text" {
 		fmt.Fprintf(s.out, "nodeprov sysext %s\n", doc.File)
 		o.Observer = &stages.TextObserver{W: s.out}
