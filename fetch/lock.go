@@ -95,14 +95,16 @@ func cacheSubdir(root, name string, mode os.FileMode) (string, error) {
 
 // acquireEntryLock takes the lock name in root's locks/, waiting while
 // another holder has it; waiting (if set) is called once, when it must
-// wait.
+// wait: when the lock is still held at the second look. A process
+// sweeping stale lock files (sweepLocks) holds each for an instant, and
+// that is no download to wait for.
 func acquireEntryLock(ctx context.Context, root, name string, waiting func()) (*entryLock, error) {
 	dir, err := cacheSubdir(root, locksDir, 0o700)
 	if err != nil {
 		return nil, err
 	}
 	p := filepath.Join(dir, name)
-	delay, told := lockPollMin, false
+	delay, told, busy := lockPollMin, false, 0
 	for {
 		f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW, 0o600)
 		if err != nil {
@@ -122,7 +124,7 @@ func acquireEntryLock(ctx context.Context, root, name string, waiting func()) (*
 		if !errors.Is(err, unix.EWOULDBLOCK) {
 			return nil, fmt.Errorf("lock %s: %w", p, err)
 		}
-		if !told && waiting != nil {
+		if busy++; busy >= 2 && !told && waiting != nil {
 			waiting()
 			told = true
 		}

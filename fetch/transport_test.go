@@ -265,7 +265,11 @@ func TestProxyFromEnvironment(t *testing.T) {
 		w.Write(body)
 	}))
 	t.Cleanup(proxy.Close)
-	direct, directHits := newServer(t, filesHandler(map[string][]byte{"/b": body}))
+	// Different bytes for the direct request: with the same ones, whichever
+	// finished first would put them in the cache and the other request
+	// would be a cache hit that never reaches its server.
+	directBody := payload(3001)
+	direct, directHits := newServer(t, filesHandler(map[string][]byte{"/b": directBody}))
 	directHost := "direct.test:" + portOf(t, direct)
 
 	for _, k := range []string{"HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy", "REQUEST_METHOD"} {
@@ -278,7 +282,7 @@ func TestProxyFromEnvironment(t *testing.T) {
 	f := &Fetcher{CacheDir: t.TempDir(), DialContext: g.dial} // Proxy nil: environment
 	_, err := f.Fetch(context.Background(), []Request{
 		{URL: "http://artifacts.example.test/a", Pinned: &d},
-		{URL: "http://" + directHost + "/b", Pinned: pin(sha512Of(body))},
+		{URL: "http://" + directHost + "/b", Pinned: pin(sha512Of(directBody))},
 	})
 	if err != nil {
 		t.Fatal(err)
