@@ -11,30 +11,56 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	art "github.com/nodeprov/nodeprov/e2e/artifacts"
 )
 
-// Packer and the Amazon plugin the example template needs, built from Go
-// modules (only the module proxy is reachable from CI, not HashiCorp's
-// release downloads). Later Packer releases are not on the proxy here.
-const (
-	packerModule        = "github.com/hashicorp/packer"
-	packerVersion       = "v1.11.2"
-	amazonPluginModule  = "github.com/hashicorp/packer-plugin-amazon"
-	amazonPluginVersion = "v1.3.2"
-	amazonPluginSource  = "github.com/hashicorp/amazon"
-)
+// Packer and the plugins the example templates need (Amazon for the cloud
+// template, Docker for the one the e2e builds), built from Go modules: only
+// the module proxy is reachable from CI, not HashiCorp's release downloads.
+// Later Packer releases, and most other Docker plugin versions, are not on
+// the proxy here.
+const packerModule, packerVersion = "github.com/hashicorp/packer", "v1.11.2"
+
+// packerPlugin is a Packer plugin built from its Go module.
+type packerPlugin struct {
+	name    string // amazon: the binary is packer-plugin-<name>
+	module  string
+	version string
+	source  string // the required_plugins source, for packer plugins install
+	// xflags are -X link flags of upstream's release build: docker's tag
+	// says VersionPrerelease "dev" in the source, and a plugin reporting
+	// 1.1.2-dev does not satisfy a template's ">= 1.1.0".
+	xflags []string
+}
+
+var packerPlugins = []packerPlugin{
+	{"amazon", "github.com/hashicorp/packer-plugin-amazon", "v1.3.2", "github.com/hashicorp/amazon", nil},
+	{"docker", "github.com/hashicorp/packer-plugin-docker", "v1.1.2", "github.com/hashicorp/docker",
+		[]string{"github.com/hashicorp/packer-plugin-docker/version.VersionPrerelease="}},
+}
 
 // packerTools returns packer and a plugin directory (for
-// PACKER_PLUGIN_PATH) holding the Amazon plugin. Like containerd 2.x they
-// are built once into the cache that survives between runs (e2eCacheDir),
-// under a lock, and renamed into place only complete. A failed build fails
-// the test.
+// PACKER_PLUGIN_PATH) holding the plugins. Like containerd 2.x they are
+// built once into the cache that survives between runs (e2eCacheDir),
+// under a lock, and renamed into place only complete. The cache entry's
+// name carries every version, so an entry built with other plugins is not
+// used. A failed build fails the test.
 func packerTools(t *testing.T) (packer, plugins string) {
 	t.Helper()
-	name := fmt.Sprintf("packer-%s-amazon-%s", strings.TrimPrefix(packerVersion, "v"), strings.TrimPrefix(amazonPluginVersion, "v"))
+	name := "packer-" + strings.TrimPrefix(packerVersion, "v")
+	for _, p := range packerPlugins {
+		name += "-" + p.name + "-" + strings.TrimPrefix(p.version, "v")
+	}
 	dir := cachedBuild(t, name, packerUsable, buildPacker)
+	// Builds of other versions or plugin sets are not used again.
+	old, _ := filepath.Glob(filepath.Join(e2eCacheDir(), "packer-*"))
+	for _, o := range old {
+		if b := filepath.Base(o); !strings.HasPrefix(b, name) && !strings.Contains(b, ".tmp-") && !strings.HasSuffix(b, ".lock") {
+			removeTree(o)
+		}
+	}
 	return filepath.Join(dir, "packer"), filepath.Join(dir, "plugins")
 }
 
@@ -45,13 +71,24 @@ func packerEnv(plugins, scratch string) []string {
 		"PACKER_CACHE_DIR="+filepath.Join(scratch, "cache"), "CHECKPOINT_DISABLE=1", "PACKER_NO_COLOR=1")
 }
 
-// packerUsable says whether dir holds the expected packer and plugin.
+// packerUsable says whether dir holds the expected packer and plugins.
 func packerUsable(dir string) error {
 	out, err := exec.Command(filepath.Join(dir, "packer"), "version").Output()
 	if err != nil || !strings.Contains(string(out), "Packer "+packerVersion) {
 		return fmt.Errorf("packer version: %q %v", out, err)
 	}
-	bins, _ := filepath.Glob(filepath.Join(dir, "plugins", amazonPluginSource, "packer-plugin-amazon_"+amazonPluginVersion+"_*"))
+	for _, p := range packerPlugins {
+		if err := pluginUsable(dir, p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// pluginUsable says whether dir's plugin directory holds p, installed and
+// answering describe with its version.
+func pluginUsable(dir string, p packerPlugin) error {
+	bins, _ := filepath.Glob(filepath.Join(dir, "plugins", p.source, "packer-plugin-"+p.name+"_"+p.version+"_*"))
 	for _, b := range bins {
 		if strings.HasSuffix(b, "_SHA256SUM") {
 			continue
@@ -61,34 +98,43 @@ func packerUsable(dir string) error {
 			Builders []string `json:"builders"`
 		}
 		out, err := exec.Command(b, "describe").Output()
-		if err != nil || json.Unmarshal(out, &d) != nil || "v"+d.Version != amazonPluginVersion {
+		if err != nil || json.Unmarshal(out, &d) != nil || "v"+d.Version != p.version {
 			return fmt.Errorf("%s describe: %q %v", b, out, err)
 		}
 		return nil
 	}
-	return fmt.Errorf("no amazon plugin %s in %s", amazonPluginVersion, dir)
+	return fmt.Errorf("no %s plugin %s in %s", p.name, p.version, dir)
 }
 
-// buildPacker builds packer and the plugin, each in its own scratch module
+// buildPacker builds packer and each plugin in its own scratch module
 // (`go install pkg@version` refuses modules with replace directives, and
-// both have one), applying the replace directives of the module's own
-// go.mod, then installs the plugin the way `packer init` would.
+// they have some), applying the replace directives of the module's own
+// go.mod, then installs the plugins the way `packer init` would. The log
+// says how long each build took.
 func buildPacker(ctx context.Context, out string, log io.Writer) error {
+	start := time.Now()
 	if err := art.BuildModuleMain(ctx, filepath.Join(out, "src-packer"), packerModule, packerVersion, "", filepath.Join(out, "packer"), log); err != nil {
 		return err
 	}
-	plugin := filepath.Join(out, "src-plugin", "packer-plugin-amazon")
-	if err := art.BuildModuleMain(ctx, filepath.Join(out, "src-plugin"), amazonPluginModule, amazonPluginVersion, "", plugin, log); err != nil {
-		return err
+	fmt.Fprintf(log, "built packer %s in %s\n", packerVersion, time.Since(start).Round(time.Second))
+	for _, p := range packerPlugins {
+		start := time.Now()
+		src := filepath.Join(out, "src-"+p.name)
+		bin := filepath.Join(src, "packer-plugin-"+p.name)
+		if err := art.BuildModuleMain(ctx, src, p.module, p.version, "", bin, log, p.xflags...); err != nil {
+			return err
+		}
+		fmt.Fprintf(log, "built packer-plugin-%s %s in %s\n", p.name, p.version, time.Since(start).Round(time.Second))
+		cmd := exec.CommandContext(ctx, filepath.Join(out, "packer"), "plugins", "install", "--path", bin, p.source)
+		cmd.Env = packerEnv(filepath.Join(out, "plugins"), out)
+		cmd.Stdout, cmd.Stderr = log, log
+		fmt.Fprintf(log, "$ packer plugins install --path %s %s\n", bin, p.source)
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("packer plugins install %s: %w", p.source, err)
+		}
+		os.RemoveAll(src)
 	}
-	cmd := exec.CommandContext(ctx, filepath.Join(out, "packer"), "plugins", "install", "--path", plugin, amazonPluginSource)
-	cmd.Env = packerEnv(filepath.Join(out, "plugins"), out)
-	cmd.Stdout, cmd.Stderr = log, log
-	fmt.Fprintf(log, "$ packer plugins install --path %s %s\n", plugin, amazonPluginSource)
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("packer plugins install: %w", err)
-	}
-	for _, d := range []string{"src-packer", "src-plugin", "config", "cache"} {
+	for _, d := range []string{"src-packer", "config", "cache"} {
 		os.RemoveAll(filepath.Join(out, d))
 	}
 	return nil
