@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -205,4 +206,130 @@ func TestPackerValidate(t *testing.T) {
 	if r := validate(broken); r.code == 0 || !strings.Contains(r.stdout+r.stderr, "ssh_usrname") {
 		t.Errorf("a misspelt builder setting accepted:\n%s", r)
 	}
+}
+
+// TestPackerDockerBuild is the golden-image flow built by Packer: `packer
+// build` of the docker-builder example template, in a container of the
+// test's own dockerd whose base image is the Debian node root imported,
+// runs `nodeprov apply --image` and `nodeprov seal` on the container's
+// root with the spec's artifacts from the test's mirror; the exported root
+// filesystem boots twice, as two clones, each provisioning itself on its
+// first boot with its own machine-id.
+func TestPackerDockerBuild(t *testing.T) {
+	packer, plugins := packerTools(t)
+	a := releaseArtifacts(t)
+	// The build container runs with --network host: this namespace, where
+	// the mirror listens on loopback, as the clones later find it in
+	// theirs.
+	ns := newNetns(t)
+	url := a.serveIn(t, ns, "127.0.0.1:0", nil)
+	d := startDockerd(t, ns)
+	tarball := nodeRootTarball(t)
+	b, err := exec.Command("tar", "-xOf", tarball, "./etc/machine-id").Output()
+	baked := strings.TrimSpace(string(b))
+	if err != nil || !validMachineID.MatchString(baked) {
+		t.Fatalf("the base root should carry a baked machine-id, has %q (%v)", b, err)
+	}
+	const base = "nodeprov-e2e-base:bookworm"
+	start := time.Now()
+	if r := d.docker(t, "import", tarball, base); r.code != 0 {
+		t.Fatalf("docker import of the node root:\n%s", r)
+	}
+	t.Logf("docker import of %s in %s", tarball, time.Since(start).Round(10*time.Millisecond))
+
+	scratch := t.TempDir()
+	template, err := filepath.Abs("../examples/packer/docker")
+	if err != nil {
+		t.Fatal(err)
+	}
+	output := filepath.Join(scratch, "node-rootfs.tar")
+	reports := filepath.Join(scratch, "reports")
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, packer, "build",
+		"-var", "base_image="+base,
+		"-var", "nodeprov_binary="+nodeprov,
+		"-var", "spec="+writeSpec(t, nodeSpec(a, url, nodeSpecOptions{})),
+		"-var", "output="+output,
+		"-var", "docker_path="+dockerCLI,
+		"-var", "report_dir="+reports,
+		".")
+	cmd.Dir = template
+	cmd.Env = append(append(packerEnv(plugins, scratch), d.env()...), "TMPDIR="+scratch)
+	start = time.Now()
+	r, err := runCaptured(cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.code != 0 {
+		t.Fatalf("packer build:\n%s", r)
+	}
+	t.Logf("packer build in %s:\n%s", time.Since(start).Round(10*time.Millisecond), tail(r.stdout, 12))
+
+	b, err = os.ReadFile(filepath.Join(reports, "apply-report.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := parseReport(t, string(b))
+	st := rep.statuses()
+	for res, want := range map[string]string{
+		"enable nodeprov-firstboot.service": "changed",
+		"enable containerd.service":         "changed",
+		"start containerd.service":          "deferred",
+	} {
+		if st[res] != want {
+			t.Errorf("apply --image in the build container: %s is %q, want %s", res, st[res], want)
+		}
+	}
+	b, err = os.ReadFile(filepath.Join(reports, "seal-report.json"))
+	var seal struct {
+		Steps []struct{ Resource, Detail string }
+	}
+	if err != nil || json.Unmarshal(b, &seal) != nil {
+		t.Fatalf("seal report: %s %v", b, err)
+	}
+	sealed := false
+	for _, s := range seal.Steps {
+		sealed = sealed || s.Resource == "machine-id /etc/machine-id" && strings.HasSuffix(s.Detail, "-> uninitialized")
+	}
+	if !sealed {
+		t.Errorf("seal in the build container did not reset /etc/machine-id:\n%s", b)
+	}
+
+	// The artifact: the container's root filesystem, without Docker's
+	// placeholders (the template's post-processor).
+	image := filepath.Join(t.TempDir(), "root")
+	if err := os.Mkdir(image, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("tar", "-C", image, "--numeric-owner", "--xattrs", "--xattrs-include=*", "-xf", output).CombinedOutput(); err != nil {
+		t.Fatalf("extract the exported image: %v\n%s", err, out)
+	}
+	for p, want := range map[string]string{
+		"etc/machine-id": "uninitialized\n",
+		"etc/hosts":      "127.0.0.1\tlocalhost\n",
+	} {
+		if b, err := os.ReadFile(filepath.Join(image, p)); err != nil || !strings.HasPrefix(string(b), want) {
+			t.Errorf("the image's /%s is %q (%v), want it to start with %q", p, b, err, want)
+		}
+	}
+	for _, p := range []string{".dockerenv", "packer-files", "etc/hostname", "etc/resolv.conf", "tmp/nodeprov-build", "var/cache/nodeprov"} {
+		if _, err := os.Lstat(filepath.Join(image, p)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("the image holds /%s (%v)", p, err)
+		}
+	}
+	for _, p := range []string{"usr/local/bin/nodeprov", "etc/nodeprov/node.yaml", "etc/systemd/system/nodeprov-firstboot.service"} {
+		if _, err := os.Stat(filepath.Join(image, p)); err != nil {
+			t.Errorf("the image build did not install /%s: %v", p, err)
+		}
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+	// The clones boot where no cloud datasource answers (as the nodes of
+	// the other golden-image tests do).
+	if err := os.WriteFile(filepath.Join(image, "etc/cloud/cloud-init.disabled"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bootGoldenClones(t, a, strings.TrimPrefix(url, "http://"), image, baked)
 }
