@@ -36,6 +36,7 @@ import (
 // --network host, which is the test's namespace, where it serves its
 // artifact mirror on loopback.
 type dockerd struct {
+	name    string // of its cgroups: nodeprov-e2e-<name> in every hierarchy
 	host    string // DOCKER_HOST: unix://<socket>
 	data    string // --data-root
 	log     string // the daemon's output
@@ -65,6 +66,7 @@ func startDockerd(t *testing.T, ns *netns) *dockerd {
 	rnd := make([]byte, 4)
 	rand.Read(rnd)
 	d := &dockerd{
+		name:   nodeNamePrefix + "dockerd-" + hex.EncodeToString(rnd),
 		host:   "unix://" + filepath.Join(dir, "docker.sock"),
 		data:   filepath.Join(dir, "data"),
 		log:    filepath.Join(dir, "dockerd.log"),
@@ -82,7 +84,7 @@ func startDockerd(t *testing.T, ns *netns) *dockerd {
 	// The daemon's cgroups, in every hierarchy: the daemon, its containerd
 	// and shims run at the top, containers below it (a relative
 	// --cgroup-parent is taken from the cgroup runc runs in).
-	d.cgroups, err = makeNodeCgroups(nodeNamePrefix+"dockerd-"+hex.EncodeToString(rnd), true)
+	d.cgroups, err = makeNodeCgroups(d.name, true)
 	if err != nil {
 		removeCgroups(d.cgroups)
 		t.Fatalf("cgroups for dockerd: %v", err)
@@ -145,6 +147,41 @@ exec /usr/sbin/dockerd "$@"' dockerd "$@"`,
 		if time.Now().After(deadline) {
 			t.Fatalf("dockerd does not answer after 60s:\n%s", d.logTail(40))
 		}
+	}
+}
+
+// checkConfined runs a container of image with --network host and checks
+// that it lives in the daemon's cgroups, below its own, in every
+// hierarchy, and that its network is the test's namespace: loopback only.
+func (d *dockerd) checkConfined(t *testing.T, image string) {
+	t.Helper()
+	r := d.docker(t, "run", "--rm", "--network", "host", image, "/bin/sh", "-c", "cat /proc/self/cgroup; echo --; cat /proc/net/dev")
+	cgroups, netdev, ok := strings.Cut(r.stdout, "--\n")
+	if r.code != 0 || !ok {
+		t.Fatalf("docker run:\n%s", r)
+	}
+	v1 := 0
+	for _, line := range strings.Split(strings.TrimSpace(cgroups), "\n") {
+		f := strings.SplitN(line, ":", 3)
+		if len(f) != 3 || f[1] == "" { // cgroup2: dockerd manages v1 here
+			continue
+		}
+		v1++
+		if !strings.Contains(f[2], "/nodeprov-e2e-"+d.name+"/containers/") {
+			t.Errorf("a container of the test's dockerd runs outside its cgroup: %s", line)
+		}
+	}
+	if v1 == 0 {
+		t.Errorf("no cgroup v1 hierarchy in the container's /proc/self/cgroup:\n%s", cgroups)
+	}
+	var links []string
+	for _, line := range strings.Split(netdev, "\n") {
+		if name, _, ok := strings.Cut(strings.TrimSpace(line), ":"); ok {
+			links = append(links, name)
+		}
+	}
+	if len(links) != 1 || links[0] != "lo" {
+		t.Errorf("a container of the test's dockerd sees interfaces %v, want only lo", links)
 	}
 }
 

@@ -142,9 +142,9 @@ func buildPacker(ctx context.Context, out string, log io.Writer) error {
 }
 
 // TestPackerValidate runs `packer validate` (not only -syntax-only: the
-// Amazon plugin decodes and checks the source's settings) on the example
-// template for both architectures, and shows that it rejects what it
-// should.
+// plugins decode and check the sources' settings) on the cloud template
+// for both architectures and on the docker-builder template, and shows
+// that it rejects what it should.
 func TestPackerValidate(t *testing.T) {
 	packer, plugins := packerTools(t)
 	scratch := t.TempDir()
@@ -158,8 +158,9 @@ func TestPackerValidate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	docker := filepath.Join(template, "docker")
 	validate := func(dir string, vars ...string) result {
-		args := []string{"validate", "-var", "nodeprov_binary=" + nodeprov, "-var", "spec=" + spec, "-var", "lock=" + lock}
+		args := []string{"validate", "-var", "nodeprov_binary=" + nodeprov, "-var", "spec=" + spec}
 		for _, v := range vars {
 			args = append(args, "-var", v)
 		}
@@ -178,22 +179,29 @@ func TestPackerValidate(t *testing.T) {
 		return result{code: code, stdout: out.String(), stderr: errb.String()}
 	}
 
+	// The cloud template also needs the lock.
+	validateCloud := func(dir string, vars ...string) result {
+		return validate(dir, append([]string{"lock=" + lock}, vars...)...)
+	}
 	for _, arch := range []string{"amd64", "arm64"} {
-		if r := validate(template, "arch="+arch); r.code != 0 || !strings.Contains(r.stdout, "The configuration is valid.") {
+		if r := validateCloud(template, "arch="+arch); r.code != 0 || !strings.Contains(r.stdout, "The configuration is valid.") {
 			t.Errorf("packer validate -var arch=%s:\n%s", arch, r)
 		}
 	}
-	if r := runCmd(t, "", packer, "fmt", "-check", "-diff", template); r.code != 0 {
-		t.Errorf("packer fmt -check: the template is not formatted:\n%s", r)
+	if r := validate(docker); r.code != 0 || !strings.Contains(r.stdout, "The configuration is valid.") {
+		t.Errorf("packer validate of the docker template:\n%s", r)
+	}
+	if r := runCmd(t, "", packer, "fmt", "-check", "-diff", "-recursive", template); r.code != 0 {
+		t.Errorf("packer fmt -check: a template is not formatted:\n%s", r)
 	}
 
 	// What validate must reject: an unknown architecture, a missing lock
-	// file, and a setting the Amazon builder does not have (only a real
-	// plugin catches that; -syntax-only would not).
-	if r := validate(template, "arch=riscv64"); r.code == 0 || !strings.Contains(r.stdout+r.stderr, "must be amd64 or arm64") {
+	// file, and a setting the builder does not have (only a real plugin
+	// catches that; -syntax-only would not).
+	if r := validateCloud(template, "arch=riscv64"); r.code == 0 || !strings.Contains(r.stdout+r.stderr, "must be amd64 or arm64") {
 		t.Errorf("arch=riscv64 accepted:\n%s", r)
 	}
-	if r := validate(template, "lock="+filepath.Join(scratch, "missing.lock")); r.code == 0 {
+	if r := validateCloud(template, "lock="+filepath.Join(scratch, "missing.lock")); r.code == 0 {
 		t.Errorf("a missing lock file accepted:\n%s", r)
 	}
 	src, err := os.ReadFile(filepath.Join(template, "node.pkr.hcl"))
@@ -203,8 +211,18 @@ func TestPackerValidate(t *testing.T) {
 	broken := filepath.Join(scratch, "broken")
 	os.Mkdir(broken, 0o755)
 	os.WriteFile(filepath.Join(broken, "node.pkr.hcl"), bytes.Replace(src, []byte("  ssh_username  = "), []byte("  ssh_usrname   = "), 1), 0o644)
-	if r := validate(broken); r.code == 0 || !strings.Contains(r.stdout+r.stderr, "ssh_usrname") {
+	if r := validateCloud(broken); r.code == 0 || !strings.Contains(r.stdout+r.stderr, "ssh_usrname") {
 		t.Errorf("a misspelt builder setting accepted:\n%s", r)
+	}
+	src, err = os.ReadFile(filepath.Join(docker, "node.pkr.hcl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	brokenDocker := filepath.Join(scratch, "broken-docker")
+	os.Mkdir(brokenDocker, 0o755)
+	os.WriteFile(filepath.Join(brokenDocker, "node.pkr.hcl"), bytes.Replace(src, []byte("  export_path = "), []byte("  export_pth  = "), 1), 0o644)
+	if r := validate(brokenDocker); r.code == 0 || !strings.Contains(r.stdout+r.stderr, "export_pth") {
+		t.Errorf("a misspelt docker builder setting accepted:\n%s", r)
 	}
 }
 
@@ -236,6 +254,7 @@ func TestPackerDockerBuild(t *testing.T) {
 		t.Fatalf("docker import of the node root:\n%s", r)
 	}
 	t.Logf("docker import of %s in %s", tarball, time.Since(start).Round(10*time.Millisecond))
+	d.checkConfined(t, base)
 
 	scratch := t.TempDir()
 	template, err := filepath.Abs("../examples/packer/docker")
