@@ -127,9 +127,10 @@ build {
   # Docker overmounts /etc/hosts, /etc/hostname and /etc/resolv.conf in a
   # running container, so the export holds its empty placeholders (and its
   # /.dockerenv marker and the builder's /packer-files mount point), not
-  # the image's files. Drop them, and give the image a localhost-only
-  # /etc/hosts: the hostname and resolv.conf come from the machine that
-  # boots it (cloud-init, DHCP).
+  # the image's files. An empty /etc/hosts would fail the first boot
+  # (nodeprov's required preflight probe network.localhost). Drop them,
+  # and give the image a localhost-only /etc/hosts: the hostname and
+  # resolv.conf come from the machine that boots it (cloud-init, DHCP).
   post-processor "shell-local" {
     inline_shebang = "/bin/sh -eu"
     inline = [
