@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -275,6 +276,8 @@ func TestPackerDockerBuild(t *testing.T) {
 		".")
 	cmd.Dir = template
 	cmd.Env = append(append(packerEnv(plugins, scratch), d.env()...), "TMPDIR="+scratch)
+	// Packer dies with the test binary (the daemon does too).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	start = time.Now()
 	r, err := runCaptured(cmd)
 	if err != nil {
