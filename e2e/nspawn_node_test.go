@@ -612,24 +612,10 @@ func cgroupTree(top string) (dirs []string, busy bool) {
 	return dirs, busy
 }
 
-// removeCgroups removes the node's cgroups, children first (a cgroup
-// directory goes only with rmdir, and only once empty).
+// removeCgroups removes the node's cgroups.
 func (n *node) removeCgroups(t *testing.T) {
-	for _, top := range n.cgroups {
-		dirs, _ := cgroupTree(top)
-		for _, d := range dirs {
-			var err error
-			// The last processes may still be exiting.
-			for i := 0; i < 50; i++ {
-				if err = unix.Rmdir(d); err == nil || errors.Is(err, unix.ENOENT) || !errors.Is(err, unix.EBUSY) {
-					break
-				}
-				time.Sleep(100 * time.Millisecond)
-			}
-			if err != nil && !errors.Is(err, unix.ENOENT) {
-				t.Errorf("node %s: remove cgroup %s: %v", n.name, d, err)
-			}
-		}
+	if err := removeCgroups(n.cgroups); err != nil {
+		t.Errorf("node %s: %v", n.name, err)
 	}
 	n.cgroups = nil
 }

@@ -135,8 +135,70 @@ func TestSealGoldenImage(t *testing.T) {
 		t.Errorf("sealing a sealed image:\n%s", r)
 	}
 
-	// Two clones boot at the same time, each in a namespace of its own
-	// with the mirror at the address the spec names.
+	bootGoldenClones(t, a, addr, image, baked)
+
+	t.Run("clone that kept the baked id", func(t *testing.T) {
+		root := cloneRoot(t, image)
+		if err := os.WriteFile(filepath.Join(root, "etc/machine-id"), []byte(baked+"\n"), 0o444); err != nil {
+			t.Fatal(err)
+		}
+		ns := newNetns(t)
+		a.serveIn(t, ns, addr, nil)
+		n := bootNode(t, root, bootOptions{ns: ns})
+		if id := strings.TrimSpace(n.mustSh(t, "cat /etc/machine-id")); id != baked {
+			t.Fatalf("the clone booted with %s, not the baked id %s", id, baked)
+		}
+		// Its first boot refuses to provision it: the unit runs (no stamp
+		// yet) and the apply fails the machine-id check.
+		if p := n.unitProps(t, "nodeprov-firstboot.service", "ActiveState", "Result"); p["Result"] == "success" {
+			t.Errorf("the first-boot unit succeeded on a clone with the image's id: %v", p)
+		}
+		if fb := lastReport(t, n.mustSh(t, "cat /var/log/nodeprov-firstboot.json")); fb.OK || fb.Error == nil || !strings.Contains(fb.Error.Message, "machine-id.sealed-clone") {
+			t.Errorf("first-boot report on the clone: ok=%v error %+v, want the sealed-clone check", fb.OK, fb.Error)
+		}
+
+		r, rep := applyIn(t, n, nodeSpec(a, srv.URL, nodeSpecOptions{machineID: "policy: fail\n"}))
+		if r.code != 1 || rep.Error == nil || rep.Error.Stage != "machine-id" || !strings.Contains(rep.Error.Message, "machine-id.sealed-clone") {
+			t.Errorf("policy fail on the clone: want exit 1 naming machine-id.sealed-clone:\n%s", r)
+		} else {
+			t.Logf("policy fail on the clone: %s", rep.Error.Message)
+		}
+		if id := strings.TrimSpace(n.mustSh(t, "cat /etc/machine-id")); id != baked {
+			t.Errorf("policy fail changed the machine-id to %s", id)
+		}
+
+		r, rep = applyIn(t, n, nodeSpec(a, srv.URL, nodeSpecOptions{machineID: "policy: regenerate\n"}))
+		if r.code != 0 || !rep.OK {
+			t.Fatalf("policy regenerate on the clone:\n%s", r)
+		}
+		if s := rep.statuses()["machine-id /etc/machine-id"]; s != "changed" {
+			t.Errorf("regenerate: machine-id action %q, want changed (actions %v)", s, changedActions(rep))
+		}
+		id := strings.TrimSpace(n.mustSh(t, "cat /etc/machine-id"))
+		t.Logf("policy regenerate: machine-id %s -> %s; changed %v", baked, id, changedActions(rep))
+		if !validMachineID.MatchString(id) || id == baked {
+			t.Errorf("regenerated machine-id %q (baked %s)", id, baked)
+		}
+		if got := strings.TrimSpace(n.mustSh(t, "readlink /var/lib/dbus/machine-id")); got != "/etc/machine-id" {
+			t.Errorf("after regenerate /var/lib/dbus/machine-id links to %q", got)
+		}
+		r, rep = applyIn(t, n, nodeSpec(a, srv.URL, nodeSpecOptions{machineID: "policy: fail\n"}))
+		if r.code != 0 || !rep.OK {
+			t.Errorf("policy fail after regenerate:\n%s", r)
+		}
+		checkContainerdServes(t, n)
+	})
+}
+
+// bootGoldenClones boots two copies of a sealed golden image at the same
+// time, each in a network namespace of its own with the artifact mirror at
+// addr (where the image's spec expects it), and checks what every copy of
+// a golden image must show: a valid machine-id of its own (neither baked,
+// the id the image had before sealing, nor its twin's), the first-boot
+// unit run to success with a live report, containerd serving, a second
+// apply that changes nothing, and the id kept on disk after poweroff.
+func bootGoldenClones(t *testing.T, a *artifacts, addr, image, baked string) {
+	t.Helper()
 	clones := []string{cloneRoot(t, image), cloneRoot(t, image)}
 	var nodes []*node
 	var fetched []*requestLog
@@ -196,55 +258,4 @@ func TestSealGoldenImage(t *testing.T) {
 		}
 	}
 
-	t.Run("clone that kept the baked id", func(t *testing.T) {
-		root := cloneRoot(t, image)
-		if err := os.WriteFile(filepath.Join(root, "etc/machine-id"), []byte(baked+"\n"), 0o444); err != nil {
-			t.Fatal(err)
-		}
-		ns := newNetns(t)
-		a.serveIn(t, ns, addr, nil)
-		n := bootNode(t, root, bootOptions{ns: ns})
-		if id := strings.TrimSpace(n.mustSh(t, "cat /etc/machine-id")); id != baked {
-			t.Fatalf("the clone booted with %s, not the baked id %s", id, baked)
-		}
-		// Its first boot refuses to provision it: the unit runs (no stamp
-		// yet) and the apply fails the machine-id check.
-		if p := n.unitProps(t, "nodeprov-firstboot.service", "ActiveState", "Result"); p["Result"] == "success" {
-			t.Errorf("the first-boot unit succeeded on a clone with the image's id: %v", p)
-		}
-		if fb := lastReport(t, n.mustSh(t, "cat /var/log/nodeprov-firstboot.json")); fb.OK || fb.Error == nil || !strings.Contains(fb.Error.Message, "machine-id.sealed-clone") {
-			t.Errorf("first-boot report on the clone: ok=%v error %+v, want the sealed-clone check", fb.OK, fb.Error)
-		}
-
-		r, rep := applyIn(t, n, nodeSpec(a, srv.URL, nodeSpecOptions{machineID: "policy: fail\n"}))
-		if r.code != 1 || rep.Error == nil || rep.Error.Stage != "machine-id" || !strings.Contains(rep.Error.Message, "machine-id.sealed-clone") {
-			t.Errorf("policy fail on the clone: want exit 1 naming machine-id.sealed-clone:\n%s", r)
-		} else {
-			t.Logf("policy fail on the clone: %s", rep.Error.Message)
-		}
-		if id := strings.TrimSpace(n.mustSh(t, "cat /etc/machine-id")); id != baked {
-			t.Errorf("policy fail changed the machine-id to %s", id)
-		}
-
-		r, rep = applyIn(t, n, nodeSpec(a, srv.URL, nodeSpecOptions{machineID: "policy: regenerate\n"}))
-		if r.code != 0 || !rep.OK {
-			t.Fatalf("policy regenerate on the clone:\n%s", r)
-		}
-		if s := rep.statuses()["machine-id /etc/machine-id"]; s != "changed" {
-			t.Errorf("regenerate: machine-id action %q, want changed (actions %v)", s, changedActions(rep))
-		}
-		id := strings.TrimSpace(n.mustSh(t, "cat /etc/machine-id"))
-		t.Logf("policy regenerate: machine-id %s -> %s; changed %v", baked, id, changedActions(rep))
-		if !validMachineID.MatchString(id) || id == baked {
-			t.Errorf("regenerated machine-id %q (baked %s)", id, baked)
-		}
-		if got := strings.TrimSpace(n.mustSh(t, "readlink /var/lib/dbus/machine-id")); got != "/etc/machine-id" {
-			t.Errorf("after regenerate /var/lib/dbus/machine-id links to %q", got)
-		}
-		r, rep = applyIn(t, n, nodeSpec(a, srv.URL, nodeSpecOptions{machineID: "policy: fail\n"}))
-		if r.code != 0 || !rep.OK {
-			t.Errorf("policy fail after regenerate:\n%s", r)
-		}
-		checkContainerdServes(t, n)
-	})
 }
