@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -113,21 +112,7 @@ exec /usr/sbin/dockerd "$@"' dockerd "$@"`,
 	d.cmd.Env = append(os.Environ(), "DOCKERD_CGROUPS="+strings.Join(d.cgroups, " "), "DOCKERD_NETNS="+ns.path())
 	d.cmd.Stdout, d.cmd.Stderr = logf, logf
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	started := make(chan error, 1)
-	go func() {
-		// See startNode: the parent-death signal is tied to the forking
-		// thread, which must live as long as the daemon.
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		err := d.cmd.Start()
-		started <- err
-		if err != nil {
-			return
-		}
-		d.waitErr = d.cmd.Wait()
-		close(d.exited)
-	}()
-	if err := <-started; err != nil {
+	if err := startPinned(d.cmd, &d.waitErr, d.exited); err != nil {
 		removeCgroups(d.cgroups)
 		t.Fatalf("start dockerd: %v", err)
 	}

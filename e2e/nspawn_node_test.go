@@ -144,23 +144,7 @@ exec unshare --pid --fork --kill-child -- systemd-nspawn "$@"`,
 	n.cmd.Stdout, n.cmd.Stderr = console, console
 	n.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	start := time.Now()
-	started := make(chan error, 1)
-	go func() {
-		// The parent-death signal fires when the thread that forked the
-		// child exits, not the process: the runtime ends threads (those
-		// locked by netns goroutines that return), so the fork happens on a
-		// thread locked to this goroutine until nspawn has exited.
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		err := n.cmd.Start()
-		started <- err
-		if err != nil {
-			return
-		}
-		n.waitErr = n.cmd.Wait()
-		close(n.exited)
-	}()
-	if err := <-started; err != nil {
+	if err := startPinned(n.cmd, &n.waitErr, n.exited); err != nil {
 		n.removeCgroups(t)
 		t.Fatalf("start systemd-nspawn: %v", err)
 	}
@@ -213,6 +197,28 @@ func (n *node) writableCgroups(t *testing.T) {
 			t.Fatalf("remount %s read-write in node %s: %v\n%s", f[4], n.name, err, out)
 		}
 	}
+}
+
+// startPinned starts cmd, whose SysProcAttr has a parent-death signal, and
+// waits for it in the background: when it has exited, *waitErr holds what
+// Wait returned and exited is closed. The parent-death signal fires when
+// the thread that forked the child exits, not the process: the runtime
+// ends threads (those locked by netns goroutines that return), so the fork
+// happens on a thread locked to the waiting goroutine until cmd exits.
+func startPinned(cmd *exec.Cmd, waitErr *error, exited chan struct{}) error {
+	started := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		err := cmd.Start()
+		started <- err
+		if err != nil {
+			return
+		}
+		*waitErr = cmd.Wait()
+		close(exited)
+	}()
+	return <-started
 }
 
 // findLeader returns the PID (on the host) of the container's PID 1 once it
