@@ -114,6 +114,21 @@ downloads:
 		}
 	}
 
+	// Every command that downloads takes the oci:// source the same way:
+	// fetch --to fills a cache an apply then needs no registry for, lock
+	// pins it, and --require-pinned admits it on the spec's pin.
+	specFile := writeSpec(t, spec(byDigest))
+	cache := t.TempDir()
+	if r := runNodeprov(t, "", "fetch", "--to", cache, specFile); r.code != 0 || !strings.Contains(r.stdout, "sha256:"+sum) {
+		t.Errorf("fetch --to of an oci:// download:\n%s", r)
+	}
+	if r := runNodeprov(t, "", "lock", "--arch", "amd64", specFile); r.code != 0 || !strings.Contains(readFile(t, filepath.Join(filepath.Dir(specFile), "nodeprov.lock")), sum) {
+		t.Errorf("lock of an oci:// download:\n%s", r)
+	}
+	if r := runNodeprov(t, "", "apply", "--require-pinned", "--root", sandbox(t), "--stages", "fetch,install", "--cache", cache, specFile); r.code != 0 {
+		t.Errorf("apply --require-pinned from the filled cache:\n%s", r)
+	}
+
 	flip := func(b []byte) []byte { c := append([]byte(nil), b...); c[len(c)/2] ^= 0xff; return c }
 	badBlob := tamperingProxy(t, addr, "/blobs/sha256:"+sum, flip)
 	badManifest := tamperingProxy(t, addr, "/manifests/", func(b []byte) []byte { return append(b, ' ') })
