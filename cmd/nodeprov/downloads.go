@@ -51,6 +51,33 @@ func (d *downloadFlags) downloads(specFile string) (stages.Downloads, error) {
 		RegistryConfig: reg}, nil
 }
 
+// downloadSpec is the start of the commands that download outside a run
+// (fetch --to, mirror, sysext): one spec argument, the flags in required
+// set, the spec loaded and its download settings read. On failure it has
+// printed why and returns the exit code.
+func downloadSpec(fs *flag.FlagSet, args []string, s ioSet, out string, dl *downloadFlags, command string, required ...*string) (*spec.Document, stages.Downloads, int, bool) {
+	pos, code, ok := positional(fs, args, 1)
+	if !ok {
+		return nil, stages.Downloads{}, code, false
+	}
+	for _, r := range required {
+		if *r == "" {
+			fs.Usage()
+			return nil, stages.Downloads{}, exitInvalid, false
+		}
+	}
+	doc, ok := loadSpec(pos[0], s, out, command)
+	if !ok {
+		return nil, stages.Downloads{}, exitInvalid, false
+	}
+	downloads, err := dl.downloads(pos[0])
+	if err != nil {
+		fmt.Fprintf(s.err, "%s: %v\n", command, err)
+		return nil, stages.Downloads{}, exitInvalid, false
+	}
+	return doc, downloads, exitOK, true
+}
+
 // registryConfig reads --registry-config; nil when not given.
 func (d *downloadFlags) registryConfig() ([]byte, error) {
 	if d.registryCfg == "" {
@@ -128,22 +155,9 @@ func runFetch(ctx context.Context, args []string, s ioSet) int {
 	to := fs.String("to", "", "cache directory to fill (required)")
 	root := fs.String("root", "/", "root that keyring paths are read from")
 	dl := addDownloadFlags(fs)
-	pos, code, ok := positional(fs, args, 1)
+	doc, downloads, code, ok := downloadSpec(fs, args, s, out.v, dl, "fetch", to)
 	if !ok {
 		return code
-	}
-	if *to == "" {
-		fs.Usage()
-		return exitInvalid
-	}
-	doc, ok := loadSpec(pos[0], s, out.v, "fetch")
-	if !ok {
-		return exitInvalid
-	}
-	downloads, err := dl.downloads(pos[0])
-	if err != nil {
-		fmt.Fprintf(s.err, "fetch: %v\n", err)
-		return exitInvalid
 	}
 	o := stages.FillOptions{Spec: doc.Spec, RootDir: *root, Arches: arches(dl.arch, []string{spec.HostArch()}), To: *to,
 		Downloads: downloads}

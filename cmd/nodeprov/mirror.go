@@ -19,22 +19,9 @@ func runMirror(ctx context.Context, args []string, s ioSet) int {
 	outDir := fs.String("out", "", "directory for the mirrored node.yaml and nodeprov.lock (required)")
 	root := fs.String("root", "/", "root that keyring, CA and registry config paths are read from")
 	dl := addDownloadFlags(fs)
-	pos, code, ok := positional(fs, args, 1)
+	doc, downloads, code, ok := downloadSpec(fs, args, s, out.v, dl, "mirror", to, outDir)
 	if !ok {
 		return code
-	}
-	if *to == "" || *outDir == "" {
-		fs.Usage()
-		return exitInvalid
-	}
-	doc, ok := loadSpec(pos[0], s, out.v, "mirror")
-	if !ok {
-		return exitInvalid
-	}
-	downloads, err := dl.downloads(pos[0])
-	if err != nil {
-		fmt.Fprintf(s.err, "mirror: %v\n", err)
-		return exitInvalid
 	}
 	o := stages.MirrorOptions{Spec: doc.Spec, RootDir: *root, Arches: arches(dl.arch, spec.Arches()), To: *to, URL: *base,
 		Out: *outDir, Cache: dl.cache, Downloads: downloads}

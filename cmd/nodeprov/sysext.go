@@ -22,22 +22,9 @@ func runSysext(ctx context.Context, args []string, s ioSet) int {
 	root := fs.String("root", "/", "root that keyring, CA and registry config paths are read from")
 	dl := addDownloadFlags(fs)
 	fs.Lookup("cache").Usage = "download cache directory kept between builds (default: a temporary one); a cache filled by `nodeprov fetch --to` needs no network"
-	pos, code, ok := positional(fs, args, 1)
+	doc, downloads, code, ok := downloadSpec(fs, args, s, out.v, dl, "sysext", outDir)
 	if !ok {
 		return code
-	}
-	if *outDir == "" {
-		fs.Usage()
-		return exitInvalid
-	}
-	doc, ok := loadSpec(pos[0], s, out.v, "sysext")
-	if !ok {
-		return exitInvalid
-	}
-	downloads, err := dl.downloads(pos[0])
-	if err != nil {
-		fmt.Fprintf(s.err, "sysext: %v\n", err)
-		return exitInvalid
 	}
 	o := stages.SysextOptions{Spec: doc.Spec, RootDir: *root, Arch: dl.arch, Name: *name, OSID: *osID, OSVersion: *osVersion,
 		Out: *outDir, Cache: dl.cache, Downloads: downloads}
